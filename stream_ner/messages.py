@@ -1,0 +1,193 @@
+"""Message contracts on the wire: ``Post`` in, ``EntityEvent`` and ``Rejected`` out.
+
+Every value is UTF-8 JSON. Input is validated at the edge by ``parse_post``, a pure function that either
+returns a ``Post`` or raises ``InvalidPost`` with a stable ``code``; the worker turns the latter into a
+``Rejected`` record for the dead-letter topic. The JSON Schemas under ``topics/schemas/`` are generated from
+these models (``stream-ner topics schemas``) and a test keeps them in step.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
+
+from stream_ner.errors import InvalidPost
+from stream_ner.model.entity import Entity
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+class Post(BaseModel):
+    """A social-media post as users produce it to ``raw-posts``. Unknown top-level fields are rejected;
+    free-form data belongs in ``metadata``, which is carried through to the entity event untouched."""
+
+    model_config = _FROZEN
+
+    id: StrictStr = Field(min_length=1, max_length=512)
+    text: StrictStr
+    created_at: datetime | None = Field(default=None, description="When the post was written (ISO 8601).")
+    author: StrictStr | None = None
+    lang: StrictStr | None = None
+    source: StrictStr | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class Origin(BaseModel):
+    """Where a record came from in Kafka; lets any consumer trace an output back to its input."""
+
+    model_config = _FROZEN
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int | None = Field(description="The input record's Kafka timestamp.")
+
+
+class ModelRef(BaseModel):
+    """The model that produced an event."""
+
+    model_config = _FROZEN
+
+    name: str
+    version: str
+
+
+class EntityMention(BaseModel):
+    """An entity in an event: a span of ``EntityEvent.text`` (end exclusive), its label and score,
+    and the canonical brand id it links to, if any."""
+
+    model_config = _FROZEN
+
+    start: int = Field(ge=0)
+    end: int = Field(ge=0)
+    label: str
+    score: float = Field(ge=0.0, le=1.0)
+    text: str
+    brand: str | None = None
+
+    @classmethod
+    def of(cls, entity: Entity, brand: str | None = None) -> EntityMention:
+        """Wrap a model ``Entity``."""
+        return cls(
+            start=entity.start,
+            end=entity.end,
+            label=entity.label,
+            score=round(float(entity.score), 4),
+            text=entity.text,
+            brand=brand,
+        )
+
+
+class EntityEvent(BaseModel):
+    """Exactly one per valid post on ``entities``, keyed by post id, also when no entity was found."""
+
+    model_config = _FROZEN
+
+    post_id: str
+    text: str
+    entities: list[EntityMention]
+    brands: list[str] = Field(default_factory=list, description="Canonical brand ids mentioned, sorted.")
+    created_at: datetime | None
+    author: str | None
+    lang: str | None
+    source: str | None
+    metadata: dict[str, Any]
+    sentiment: float | None = Field(default=None, description="Post sentiment in [-1, 1], when known.")
+    model: ModelRef
+    origin: Origin
+    processed_at: datetime
+
+
+class Rejected(BaseModel):
+    """A message that could not be processed, on the dead-letter topic with its reason.
+
+    ``value`` holds the original bytes: as text when they are UTF-8 (``value_encoding="utf-8"``), else
+    base64 (``"base64"``); ``None`` for a Kafka null value. The same holds for ``key``.
+    """
+
+    model_config = _FROZEN
+
+    code: str
+    reason: str
+    value: str | None
+    value_encoding: Literal["utf-8", "base64", "null"]
+    key: str | None
+    key_encoding: Literal["utf-8", "base64", "null"]
+    origin: Origin
+    rejected_at: datetime
+
+
+_MISSING = {"id": "missing_id", "text": "missing_text"}
+
+
+def parse_post(value: bytes | None, max_text_chars: int) -> Post:
+    """Validate one ``raw-posts`` value; raise ``InvalidPost`` with a stable code when it is unusable.
+
+    Codes: ``null_value``, ``too_large``, ``not_utf8``, ``invalid_json``, ``not_an_object``,
+    ``missing_id``, ``missing_text``, ``unknown_field``, ``invalid_field``, ``empty_text``,
+    ``text_too_long``.
+    """
+    if value is None:
+        raise InvalidPost("null_value", "the record has a null value")
+    # A post may carry metadata, but a value far beyond the text limit is refused before parsing it.
+    if len(value) > 4 * max_text_chars + 65_536:
+        raise InvalidPost("too_large", f"value of {len(value)} bytes exceeds the limit for {max_text_chars} chars")
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidPost("not_utf8", f"value is not UTF-8: {exc}") from None
+    try:
+        post = Post.model_validate_json(value)
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+    if not post.text.strip():
+        raise InvalidPost("empty_text", "text is empty or whitespace only")
+    if len(post.text) > max_text_chars:
+        raise InvalidPost("text_too_long", f"text has {len(post.text)} characters; the limit is {max_text_chars}")
+    return post
+
+
+def _invalid(exc: ValidationError) -> InvalidPost:
+    error = exc.errors(include_url=False)[0]
+    kind, loc = error["type"], error["loc"]
+    field = str(loc[0]) if loc else ""
+    if kind == "json_invalid":
+        return InvalidPost("invalid_json", f"value is not valid JSON: {error['msg']}")
+    if kind == "model_type" or (not loc and kind.endswith("_type")):
+        return InvalidPost("not_an_object", "value must be a JSON object")
+    if kind == "missing":
+        return InvalidPost(_MISSING.get(field, "invalid_field"), f"required field {field!r} is missing")
+    if kind == "extra_forbidden":
+        return InvalidPost("unknown_field", f"unknown field {field!r}; put free-form data in 'metadata'")
+    return InvalidPost("invalid_field", f"field {'.'.join(map(str, loc))!r}: {error['msg']}")
+
+
+def encode_bytes(raw: bytes | None) -> tuple[str | None, Literal["utf-8", "base64", "null"]]:
+    """Represent original bytes in JSON: text when UTF-8, base64 otherwise, ``None`` for null."""
+    if raw is None:
+        return None, "null"
+    try:
+        return raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        return base64.b64encode(raw).decode("ascii"), "base64"
+
+
+def reject(
+    error: InvalidPost, value: bytes | None, key: bytes | None, origin: Origin, now: datetime | None = None
+) -> Rejected:
+    """Build the dead-letter record for one unusable input."""
+    text, text_encoding = encode_bytes(value)
+    key_text, key_encoding = encode_bytes(key)
+    return Rejected(
+        code=error.code,
+        reason=error.reason,
+        value=text,
+        value_encoding=text_encoding,
+        key=key_text,
+        key_encoding=key_encoding,
+        origin=origin,
+        rejected_at=now or datetime.now(UTC),
+    )

@@ -1,0 +1,155 @@
+"""Typed settings, one place for all of them.
+
+Sources, highest priority first: keyword arguments, environment variables (``STREAM_NER_`` prefix, nested
+with ``__``: ``STREAM_NER_KAFKA__BOOTSTRAP_SERVERS``), a YAML or TOML file named by ``STREAM_NER_CONFIG``,
+then the defaults below. Nothing is read at import time: call ``load_settings()``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from stream_ner.errors import ConfigError
+
+
+class KafkaSettings(BaseModel):
+    """Connection to the Kafka cluster, shared by every client."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    client_id: str = "stream-ner"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    extra: dict[str, str | int | bool] = Field(
+        default_factory=dict, description="Any other librdkafka property, passed through as is."
+    )
+
+    def librdkafka(self) -> dict[str, Any]:
+        """The librdkafka configuration common to consumers, producers and admin clients."""
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "client.id": self.client_id,
+            "security.protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            conf["sasl.mechanism"] = self.sasl_mechanism
+        if self.sasl_username:
+            conf["sasl.username"] = self.sasl_username
+        if self.sasl_password:
+            conf["sasl.password"] = self.sasl_password.get_secret_value()
+        conf.update(self.extra)
+        return conf
+
+
+class TopicSettings(BaseModel):
+    """Topic names; the specs under ``topics/`` describe partitions, retention and configs."""
+
+    raw_posts: str = "raw-posts"
+    entities: str = "entities"
+    brand_aggregates: str = "brand-aggregates"
+    dlq: str = "raw-posts.dlq"
+    spec_dir: Path | None = Field(default=None, description="Directory of topic specs; None: the shipped ones.")
+
+
+class ModelSettings(BaseModel):
+    """Which model the workers run and how."""
+
+    path: Path | None = Field(default=None, description="Model artifact directory; None: the shipped default.")
+    precision: Literal["auto", "fp32", "int8", "fp16"] = "auto"
+    require_gpu: bool = False
+    intra_op_threads: int = Field(default=0, ge=0, description="onnxruntime intra-op threads; 0: all cores.")
+
+
+class WorkerSettings(BaseModel):
+    """The inference worker: batching, backpressure, limits, group membership."""
+
+    group_id: str = "stream-ner-workers"
+    group_instance_id: str | None = Field(default=None, description="Static membership id (KIP-345).")
+    max_batch_posts: int = Field(default=32, ge=1)
+    max_batch_tokens: int = Field(default=8192, ge=1, description="Token budget of one batch (approximate).")
+    max_wait_ms: int = Field(default=20, ge=0)
+    queue_max_posts: int = Field(default=512, ge=1, description="Posts held in memory before partitions pause.")
+    max_text_chars: int = Field(default=20_000, ge=1, description="Longer posts go to the dead-letter topic.")
+    session_timeout_ms: int = 45_000
+    max_poll_interval_ms: int = 300_000
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=9400, ge=0, description="Prometheus /metrics and /health; 0: off.")
+
+
+class RedisSettings(BaseModel):
+    """Redis, where dashboards read brand aggregates."""
+
+    url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = "stream-ner"
+
+
+class Settings(BaseSettings):
+    """All settings of one stream-ner process."""
+
+    model_config = SettingsConfigDict(env_prefix="STREAM_NER_", env_nested_delimiter="__", extra="forbid")
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    log_format: Literal["json", "text"] = "text"
+    log_level: str = "INFO"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Keyword arguments, then environment, then the config file."""
+        return init_settings, env_settings, _ConfigFileSource(settings_cls)
+
+
+class _ConfigFileSource(PydanticBaseSettingsSource):
+    """Values from the YAML or TOML file named by ``STREAM_NER_CONFIG``, if any."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        raise NotImplementedError  # __call__ below does the work
+
+    def __call__(self) -> dict[str, Any]:
+        path = os.environ.get("STREAM_NER_CONFIG")
+        return read_config_file(Path(path)) if path else {}
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Parse a YAML (``.yaml``/``.yml``) or TOML (``.toml``) settings file into a nested dict."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    try:
+        data = tomllib.loads(raw.decode()) if path.suffix == ".toml" else yaml.safe_load(raw)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    return data
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings from all sources; raises ``ConfigError`` with every problem listed."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid settings:\n{exc}") from exc
