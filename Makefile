@@ -1,0 +1,36 @@
+# Two commands on a fresh machine: `make demo` runs the pipeline on local Kafka + Redis, `make test` the suite.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: demo test install install-dev lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.runtime: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e ".[aggregate]"
+	deploy/local/install-deps.sh
+	touch $@
+
+$(VENV)/.dev: pyproject.toml $(VENV)/.runtime
+	$(BIN)/pip install -q -e ".[aggregate,offline,loadtest,dev]"
+	touch $@
+
+install: $(VENV)/.runtime          ## runtime only: worker, aggregator, local Kafka and Redis
+install-dev: $(VENV)/.dev          ## everything, including the offline stack (torch) for tests and training
+
+demo: install                      ## local Kafka + Redis, topics, 2 workers, aggregator, sample posts streamed in
+	$(BIN)/stream-ner demo
+
+test: install-dev                  ## unit + integration tests on a real local Kafka broker and Redis
+	$(BIN)/pytest -q
+
+lint: install-dev
+	$(BIN)/ruff check stream_ner tests loadtest
+	$(BIN)/ruff format --check stream_ner tests loadtest
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) deploy/local/kafka/.libs deploy/local/.run

@@ -1,0 +1,43 @@
+"""The ``stream-ner`` command line.
+
+Each command group lives in its own module under ``stream_ner.commands`` and exposes
+``register(subparsers)``; heavy imports (onnxruntime, torch, faust) happen inside the handlers, so
+``stream-ner --help`` is instant and the worker never imports the offline stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from stream_ner.errors import StreamNerError
+
+COMMAND_MODULES: tuple[str, ...] = (
+    "stream_ner.commands.model",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser, one sub-command per registered module."""
+    parser = argparse.ArgumentParser(prog="stream-ner", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except StreamNerError as exc:
+        print(f"stream-ner: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
