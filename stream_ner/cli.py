@@ -15,6 +15,7 @@ from stream_ner.errors import StreamNerError
 
 COMMAND_MODULES: tuple[str, ...] = (
     "stream_ner.commands.model",
+    "stream_ner.commands.topics",
 )
 
 

@@ -21,8 +21,11 @@ _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
 
 class Post(BaseModel):
-    """A social-media post as users produce it to ``raw-posts``. Unknown top-level fields are rejected;
-    free-form data belongs in ``metadata``, which is carried through to the entity event untouched."""
+    """A social-media post as users produce it to ``raw-posts``.
+
+    Unknown top-level fields are rejected; free-form data belongs in ``metadata``, which is carried
+    through to the entity event untouched.
+    """
 
     model_config = _FROZEN
 
@@ -56,8 +59,11 @@ class ModelRef(BaseModel):
 
 
 class EntityMention(BaseModel):
-    """An entity in an event: a span of ``EntityEvent.text`` (end exclusive), its label and score,
-    and the canonical brand id it links to, if any."""
+    """An entity in an event.
+
+    A span of ``EntityEvent.text`` (end exclusive), its label and score, and the canonical brand id it
+    links to, if any.
+    """
 
     model_config = _FROZEN
 
@@ -134,7 +140,9 @@ def parse_post(value: bytes | None, max_text_chars: int) -> Post:
         raise InvalidPost("null_value", "the record has a null value")
     # A post may carry metadata, but a value far beyond the text limit is refused before parsing it.
     if len(value) > 4 * max_text_chars + 65_536:
-        raise InvalidPost("too_large", f"value of {len(value)} bytes exceeds the limit for {max_text_chars} chars")
+        raise InvalidPost(
+            "too_large", f"value of {len(value)} bytes exceeds the limit for {max_text_chars} chars"
+        )
     try:
         value.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -146,7 +154,9 @@ def parse_post(value: bytes | None, max_text_chars: int) -> Post:
     if not post.text.strip():
         raise InvalidPost("empty_text", "text is empty or whitespace only")
     if len(post.text) > max_text_chars:
-        raise InvalidPost("text_too_long", f"text has {len(post.text)} characters; the limit is {max_text_chars}")
+        raise InvalidPost(
+            "text_too_long", f"text has {len(post.text)} characters; the limit is {max_text_chars}"
+        )
     return post
 
 

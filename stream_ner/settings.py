@@ -56,13 +56,20 @@ class TopicSettings(BaseModel):
     entities: str = "entities"
     brand_aggregates: str = "brand-aggregates"
     dlq: str = "raw-posts.dlq"
-    spec_dir: Path | None = Field(default=None, description="Directory of topic specs; None: the shipped ones.")
+    spec_dir: Path | None = Field(
+        default=None, description="Directory of topic specs; None: the shipped ones."
+    )
+    replication_factor: int | None = Field(
+        default=None, ge=1, description="Overrides every spec's replication factor (1 on a single broker)."
+    )
 
 
 class ModelSettings(BaseModel):
     """Which model the workers run and how."""
 
-    path: Path | None = Field(default=None, description="Model artifact directory; None: the shipped default.")
+    path: Path | None = Field(
+        default=None, description="Model artifact directory; None: the shipped default."
+    )
     precision: Literal["auto", "fp32", "int8", "fp16"] = "auto"
     require_gpu: bool = False
     intra_op_threads: int = Field(default=0, ge=0, description="onnxruntime intra-op threads; 0: all cores.")
@@ -76,7 +83,9 @@ class WorkerSettings(BaseModel):
     max_batch_posts: int = Field(default=32, ge=1)
     max_batch_tokens: int = Field(default=8192, ge=1, description="Token budget of one batch (approximate).")
     max_wait_ms: int = Field(default=20, ge=0)
-    queue_max_posts: int = Field(default=512, ge=1, description="Posts held in memory before partitions pause.")
+    queue_max_posts: int = Field(
+        default=512, ge=1, description="Posts held in memory before partitions pause."
+    )
     max_text_chars: int = Field(default=20_000, ge=1, description="Longer posts go to the dead-letter topic.")
     session_timeout_ms: int = 45_000
     max_poll_interval_ms: int = 300_000
