@@ -16,6 +16,9 @@ from stream_ner.errors import StreamNerError
 COMMAND_MODULES: tuple[str, ...] = (
     "stream_ner.commands.model",
     "stream_ner.commands.topics",
+    "stream_ner.commands.worker",
+    "stream_ner.commands.produce",
+    "stream_ner.commands.tail",
 )
 
 

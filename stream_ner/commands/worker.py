@@ -1,0 +1,73 @@
+"""``stream-ner worker``: one inference worker of the consumer group."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``worker`` command."""
+    parser = subparsers.add_parser("worker", help="run one inference worker (raw-posts -> entities)")
+    parser.add_argument(
+        "--model", type=Path, default=None, help="model artifact directory (default: shipped)"
+    )
+    parser.add_argument("--metrics-port", type=int, default=None, help="Prometheus port; 0: off")
+    parser.add_argument("--name", default=None, help="tag for log lines")
+    parser.add_argument("--no-brands", action="store_true", help="skip brand linking")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load settings and model, serve metrics, run the loop until SIGTERM/SIGINT."""
+    from stream_ner.logs import configure_logging
+    from stream_ner.settings import load_settings
+
+    overrides: dict = {}
+    settings = load_settings()
+    if args.model is not None:
+        overrides["model"] = settings.model.model_copy(update={"path": args.model})
+    if args.metrics_port is not None:
+        overrides["worker"] = settings.worker.model_copy(update={"metrics_port": args.metrics_port})
+    settings = settings.model_copy(update=overrides)
+    configure_logging(settings.log_level, settings.log_format, args.name)
+    return serve(settings, link_brands=not args.no_brands)
+
+
+def serve(settings, link_brands: bool = True) -> int:  # type: ignore[no-untyped-def]
+    """Run one worker with the given settings; returns the exit code."""
+    from stream_ner.model import NerModel
+    from stream_ner.worker.metrics import MetricsServer, WorkerMetrics
+    from stream_ner.worker.runner import Worker
+
+    model = NerModel.load(
+        settings.model.path,
+        precision=settings.model.precision,
+        require_gpu=settings.model.require_gpu,
+        intra_op_threads=settings.model.intra_op_threads,
+    )
+    linker = None
+    if link_brands:
+        from stream_ner.brands import BrandLinker
+
+        linker = BrandLinker.from_catalog(None)
+    metrics = WorkerMetrics()
+    worker = Worker(settings, model, linker, metrics)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: worker.stop())
+    server = None
+    if settings.worker.metrics_port:
+        server = MetricsServer(
+            metrics, settings.worker.metrics_host, settings.worker.metrics_port, worker.healthy
+        )
+        server.start()
+        log.info("metrics on http://%s:%d/metrics", settings.worker.metrics_host, server.port)
+    try:
+        return worker.run()
+    finally:
+        if server is not None:
+            server.stop()

@@ -1,0 +1,26 @@
+import pytest
+
+from stream_ner.errors import ConfigError
+from stream_ner.settings import load_settings
+
+
+def test_environment_nested_and_config_file(tmp_path, monkeypatch):
+    config = tmp_path / "stream-ner.yaml"
+    config.write_text(
+        "kafka:\n  bootstrap_servers: file:9092\nworker:\n  max_batch_posts: 8\n  max_wait_ms: 7\n"
+    )
+    monkeypatch.setenv("STREAM_NER_CONFIG", str(config))
+    monkeypatch.setenv("STREAM_NER_WORKER__MAX_BATCH_POSTS", "16")
+    monkeypatch.setenv("STREAM_NER_KAFKA__SASL_PASSWORD", "s3cret")
+    settings = load_settings()
+    assert settings.kafka.bootstrap_servers == "file:9092"  # from the file
+    assert settings.worker.max_batch_posts == 16  # the environment wins over the file
+    assert settings.worker.max_wait_ms == 7
+    assert "s3cret" not in repr(settings)
+    assert settings.kafka.librdkafka()["sasl.password"] == "s3cret"
+
+
+def test_invalid_values_are_a_config_error(monkeypatch):
+    monkeypatch.setenv("STREAM_NER_WORKER__MAX_BATCH_POSTS", "0")
+    with pytest.raises(ConfigError, match="max_batch_posts"):
+        load_settings()
