@@ -19,6 +19,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "stream_ner.commands.worker",
     "stream_ner.commands.produce",
     "stream_ner.commands.tail",
+    "stream_ner.commands.demo",
+    "stream_ner.commands.config",
 )
 
 

@@ -22,12 +22,16 @@ from stream_ner.errors import ConfigError
 class KafkaSettings(BaseModel):
     """Connection to the Kafka cluster, shared by every client."""
 
-    bootstrap_servers: str = "127.0.0.1:9092"
-    client_id: str = "stream-ner"
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: str | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
+    bootstrap_servers: str = Field(
+        default="127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated."
+    )
+    client_id: str = Field(default="stream-ner", description="Client id reported to the brokers.")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
+    )
+    sasl_mechanism: str | None = Field(default=None, description="PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, ...")
+    sasl_username: str | None = Field(default=None, description="SASL user name.")
+    sasl_password: SecretStr | None = Field(default=None, description="SASL password (never logged).")
     extra: dict[str, str | int | bool] = Field(
         default_factory=dict, description="Any other librdkafka property, passed through as is."
     )
@@ -52,10 +56,10 @@ class KafkaSettings(BaseModel):
 class TopicSettings(BaseModel):
     """Topic names; the specs under ``topics/`` describe partitions, retention and configs."""
 
-    raw_posts: str = "raw-posts"
-    entities: str = "entities"
-    brand_aggregates: str = "brand-aggregates"
-    dlq: str = "raw-posts.dlq"
+    raw_posts: str = Field(default="raw-posts", description="Input topic of posts.")
+    entities: str = Field(default="entities", description="Output topic of entity events.")
+    brand_aggregates: str = Field(default="brand-aggregates", description="Output topic of brand aggregates.")
+    dlq: str = Field(default="raw-posts.dlq", description="Dead-letter topic of rejected posts.")
     spec_dir: Path | None = Field(
         default=None, description="Directory of topic specs; None: the shipped ones."
     )
@@ -70,34 +74,40 @@ class ModelSettings(BaseModel):
     path: Path | None = Field(
         default=None, description="Model artifact directory; None: the shipped default."
     )
-    precision: Literal["auto", "fp32", "int8", "fp16"] = "auto"
-    require_gpu: bool = False
+    precision: Literal["auto", "fp32", "int8", "fp16"] = Field(
+        default="auto", description="Graph to run; auto: fp16 on CUDA, else int8, else fp32."
+    )
+    require_gpu: bool = Field(default=False, description="Fail at start when no CUDA provider is available.")
     intra_op_threads: int = Field(default=0, ge=0, description="onnxruntime intra-op threads; 0: all cores.")
 
 
 class WorkerSettings(BaseModel):
     """The inference worker: batching, backpressure, limits, group membership."""
 
-    group_id: str = "stream-ner-workers"
+    group_id: str = Field(default="stream-ner-workers", description="Consumer group of the workers.")
     group_instance_id: str | None = Field(default=None, description="Static membership id (KIP-345).")
-    max_batch_posts: int = Field(default=32, ge=1)
+    max_batch_posts: int = Field(default=32, ge=1, description="A batch closes at this many posts.")
     max_batch_tokens: int = Field(default=8192, ge=1, description="Token budget of one batch (approximate).")
-    max_wait_ms: int = Field(default=20, ge=0)
+    max_wait_ms: int = Field(
+        default=20, ge=0, description="A batch closes when its oldest post waited this long."
+    )
     queue_max_posts: int = Field(
         default=512, ge=1, description="Posts held in memory before partitions pause."
     )
     max_text_chars: int = Field(default=20_000, ge=1, description="Longer posts go to the dead-letter topic.")
-    session_timeout_ms: int = 45_000
-    max_poll_interval_ms: int = 300_000
-    metrics_host: str = "127.0.0.1"
+    session_timeout_ms: int = Field(default=45_000, description="Group session timeout (failure detection).")
+    max_poll_interval_ms: int = Field(default=300_000, description="librdkafka max.poll.interval.ms.")
+    metrics_host: str = Field(
+        default="127.0.0.1", description="Address of the metrics endpoint (0.0.0.0 in pods)."
+    )
     metrics_port: int = Field(default=9400, ge=0, description="Prometheus /metrics and /health; 0: off.")
 
 
 class RedisSettings(BaseModel):
     """Redis, where dashboards read brand aggregates."""
 
-    url: str = "redis://127.0.0.1:6379/0"
-    key_prefix: str = "stream-ner"
+    url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis URL of the dashboard store.")
+    key_prefix: str = Field(default="stream-ner", description="Prefix of every Redis key written.")
 
 
 class Settings(BaseSettings):
@@ -110,8 +120,8 @@ class Settings(BaseSettings):
     model: ModelSettings = Field(default_factory=ModelSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
-    log_format: Literal["json", "text"] = "text"
-    log_level: str = "INFO"
+    log_format: Literal["json", "text"] = Field(default="text", description="json: one object per line.")
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
 
     @classmethod
     def settings_customise_sources(
