@@ -1,0 +1,158 @@
+"""The inference worker against a real broker: exactly one event per post, DLQ, crashes, shutdown, memory."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+
+import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from stream_ner.topics import wait_for_leaders
+from tests.integration.worker_harness import (
+    Topics,
+    committed,
+    post,
+    produce,
+    read_all,
+    start_worker,
+)
+
+PARTITIONS = 4
+
+
+@pytest.fixture
+def topics(kafka_bootstrap, request) -> Topics:
+    t = Topics.fresh(request.node.name.replace("_", "-")[:40])
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    new = [NewTopic(name, num_partitions=PARTITIONS, replication_factor=1) for name in (t.raw, t.entities, t.dlq)]
+    for future in admin.create_topics(new).values():
+        future.result(30)
+    wait_for_leaders(admin, [t.raw, t.entities, t.dlq])
+    return t
+
+
+@pytest.fixture
+def workers(tmp_path):
+    started = []
+    yield started
+    for worker in started:
+        if worker.proc.poll() is None:
+            worker.kill()
+
+
+def test_n_posts_give_exactly_n_events_across_two_workers(kafka_bootstrap, topics, workers, tmp_path):
+    workers += [start_worker(kafka_bootstrap, topics, tmp_path, f"w{i}") for i in range(2)]
+    for worker in workers:
+        worker.wait_assigned()
+    n = 400
+    produce(kafka_bootstrap, topics.raw, [post(i) for i in range(n)])
+    events = read_all(kafka_bootstrap, topics.entities, n, idle=3.0)
+    ids = Counter(e["post_id"] for e in events)
+    assert set(ids) == {f"post-{i:05d}" for i in range(n)}
+    assert max(ids.values()) == 1, "no rebalance happened, so no post may be processed twice"
+    by_worker = [w.metrics()["stream_ner_produced_total"] for w in workers]
+    assert sum(by_worker) == n and all(count > 0 for count in by_worker), by_worker
+    sample = next(e for e in events if e["post_id"] == "post-00007")
+    assert sample["text"].startswith("Post 7:")
+    for entity in sample["entities"]:
+        assert sample["text"][entity["start"] : entity["end"]] == entity["text"]
+    assert sample["origin"]["topic"] == topics.raw and sample["model"]["name"]
+
+
+BAD_INPUTS = {
+    "invalid_json": b'{"id": "x1", "text": "unterminated',
+    "missing_text": json.dumps({"id": "x2"}).encode(),
+    "invalid_field": json.dumps({"id": "x3", "text": ["not", "a", "string"]}).encode(),
+    "not_utf8": b'{"id": "x4", "text": "caf\xe9"}',
+    "empty_text": json.dumps({"id": "x5", "text": "   "}).encode(),
+    "too_large": json.dumps({"id": "x6", "text": "a" * 1_000_000}).encode(),
+    "unknown_field": json.dumps({"id": "x7", "text": "hi", "mood": "happy"}).encode(),
+    "null_value": None,
+}
+
+
+def test_each_bad_input_goes_to_the_dlq_with_its_reason_and_the_worker_keeps_going(
+    kafka_bootstrap, topics, workers, tmp_path
+):
+    workers.append(start_worker(kafka_bootstrap, topics, tmp_path, "w0"))
+    workers[0].wait_assigned()
+    records = []
+    for i, (code, value) in enumerate(BAD_INPUTS.items()):
+        records += [post(2 * i), (f"bad-{code}".encode(), value), post(2 * i + 1)]
+    produce(kafka_bootstrap, topics.raw, records)
+    rejected = read_all(kafka_bootstrap, topics.dlq, len(BAD_INPUTS), idle=2.0)
+    events = read_all(kafka_bootstrap, topics.entities, 2 * len(BAD_INPUTS), idle=2.0)
+    assert {r["key"]: r["code"] for r in rejected} == {f"bad-{code}": code for code in BAD_INPUTS}
+    for record in rejected:
+        assert record["reason"] and record["origin"]["topic"] == topics.raw
+    not_utf8 = next(r for r in rejected if r["code"] == "not_utf8")
+    assert not_utf8["value_encoding"] == "base64"
+    assert sorted(e["post_id"] for e in events) == sorted(f"post-{i:05d}" for i in range(2 * len(BAD_INPUTS)))
+    assert workers[0].proc.poll() is None, "the worker must keep running"
+
+
+def test_kill_9_of_one_worker_loses_no_post(kafka_bootstrap, topics, workers, tmp_path):
+    workers += [start_worker(kafka_bootstrap, topics, tmp_path, f"w{i}", session_timeout_ms="6000") for i in range(2)]
+    for worker in workers:
+        worker.wait_assigned()
+    n = 1500
+    produce(kafka_bootstrap, topics.raw, [post(i) for i in range(n)])
+    deadline = time.monotonic() + 60
+    while workers[0].metrics().get("stream_ner_produced_total", 0) < 50 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    done_before_kill = workers[0].metrics()["stream_ner_produced_total"]
+    workers[0].kill()
+    assert done_before_kill < n / 2, "the victim must die mid-stream"
+    events = read_all(kafka_bootstrap, topics.entities, n, timeout=240, idle=3.0)
+    ids = {e["post_id"] for e in events}
+    missing = {f"post-{i:05d}" for i in range(n)} - ids
+    assert not missing, f"{len(missing)} posts lost, e.g. {sorted(missing)[:5]}"
+    assert workers[1].metrics()["stream_ner_assigned_partitions"] == PARTITIONS
+
+
+def test_sigterm_exits_cleanly_and_commits_nothing_past_an_unprocessed_post(kafka_bootstrap, topics, workers, tmp_path):
+    workers.append(start_worker(kafka_bootstrap, topics, tmp_path, "w0"))
+    workers[0].wait_assigned()
+    n = 2000
+    produce(kafka_bootstrap, topics.raw, [post(i) for i in range(n)])
+    deadline = time.monotonic() + 60
+    while workers[0].metrics().get("stream_ner_produced_total", 0) < 100 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert workers[0].terminate() == 0, workers[0].log()
+    offsets = committed(kafka_bootstrap, topics.group, topics.raw, PARTITIONS)
+    events = read_all(kafka_bootstrap, topics.entities, 1, idle=3.0)
+    done = {(e["origin"]["partition"], e["origin"]["offset"]) for e in events}
+    assert sum(max(o, 0) for o in offsets.values()) > 0, "something was committed"
+    assert sum(max(o, 0) for o in offsets.values()) < n, "the worker stopped mid-stream"
+    for partition, offset in offsets.items():
+        unprocessed = [o for o in range(max(offset, 0)) if (partition, o) not in done]
+        assert not unprocessed, f"partition {partition}: committed {offset} past unprocessed {unprocessed[:5]}"
+    assert "worker stopped" in workers[0].log()
+
+
+def test_a_backlog_of_ten_times_the_queue_keeps_memory_bounded(kafka_bootstrap, topics, workers, tmp_path):
+    queue_max, batch = 64, 16
+    n = 10 * queue_max * 2
+    big = "Shopping at Target in Chicago with my sister, then coffee at Starbucks. " * 60  # ~4.3 kB per post
+    produce(kafka_bootstrap, topics.raw, [post(i, text=f"{i} {big}") for i in range(n)])
+    worker = start_worker(
+        kafka_bootstrap, topics, tmp_path, "w0", queue_max_posts=str(queue_max), max_batch_posts=str(batch)
+    )
+    workers.append(worker)
+    worker.wait_assigned()
+    while worker.metrics().get("stream_ner_produced_total", 0) < n // 10:
+        time.sleep(0.2)
+    early = worker.sample_rss()
+    while (produced := worker.metrics().get("stream_ner_produced_total", 0)) < n:
+        worker.sample_rss()
+        assert worker.proc.poll() is None, worker.log()
+        time.sleep(0.2)
+    metrics = worker.metrics()
+    peak = metrics["stream_ner_in_flight_posts_peak"]
+    assert peak <= queue_max + 1, f"in-flight peaked at {peak} with a limit of {queue_max}"
+    assert metrics["stream_ner_paused"] in (0.0, 1.0) and produced == n
+    growth = max(worker.rss_samples) - early
+    print(f"RSS after 10% {early / 2**20:.0f} MiB, peak {max(worker.rss_samples) / 2**20:.0f} MiB")
+    assert growth < 64 * 2**20, f"RSS grew by {growth / 2**20:.0f} MiB while draining a backlog"
