@@ -128,8 +128,8 @@ def _follow(console, args: argparse.Namespace, show_leaderboard: bool) -> None: 
     try:
         while not args.duration or time.monotonic() - started < args.duration:
             message = consumer.poll(0.5)
-            if message is not None and not message.error():
-                console.print(render(json.loads(message.value())))
+            if message is not None and not message.error() and (value := message.value()) is not None:
+                console.print(render(json.loads(value)))
             if show_leaderboard and time.monotonic() >= next_board:
                 next_board += args.leaderboard_every
                 _leaderboard(console, settings)

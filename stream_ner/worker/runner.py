@@ -27,7 +27,7 @@ import threading
 import time
 from collections import deque
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -174,8 +174,9 @@ class Worker:
         return wait
 
     def _accept(self, message: Message, now: float) -> None:
-        tp = (message.topic(), message.partition())
-        offset = message.offset()
+        # A record without an error always has its coordinates.
+        tp = (cast(str, message.topic()), cast(int, message.partition()))
+        offset = cast(int, message.offset())
         self._tracker.track(tp, offset)
         self.metrics.consumed.inc()
         kind, timestamp = message.timestamp()
