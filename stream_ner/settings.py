@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from stream_ner.errors import ConfigError
@@ -110,6 +110,61 @@ class RedisSettings(BaseModel):
     key_prefix: str = Field(default="stream-ner", description="Prefix of every Redis key written.")
 
 
+class BrandSettings(BaseModel):
+    """Brand linking: which catalog, which entity labels, what to do with unknown names."""
+
+    catalog: Path | None = Field(default=None, description="Brand catalog YAML; None: the shipped sample.")
+    link_unknown: bool = Field(
+        default=True, description="Aggregate unknown ORG/PRODUCT mentions as '~<surface form>'."
+    )
+    labels: list[str] = Field(default_factory=lambda: ["ORG", "PRODUCT"], description="Entity labels linked.")
+
+
+class WindowSpec(BaseModel):
+    """One window family: tumbling when ``step_s`` equals ``size_s``, hopping when smaller."""
+
+    name: str = Field(pattern=r"^[0-9A-Za-z_-]{1,32}$", description="Short name used in keys, e.g. '1m'.")
+    size_s: int = Field(ge=1)
+    step_s: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _step_divides_size(self) -> WindowSpec:
+        if self.step_s > self.size_s or self.size_s % self.step_s:
+            raise ValueError(f"window {self.name}: step_s must divide size_s")
+        return self
+
+
+def _default_windows() -> list[WindowSpec]:
+    return [WindowSpec(name="1m", size_s=60, step_s=60), WindowSpec(name="1h", size_s=3600, step_s=300)]
+
+
+class AggregateSettings(BaseModel):
+    """The brand aggregation stage (``stream-ner aggregate``) and its Redis sink."""
+
+    app_id: str = Field(
+        default="stream-ner-aggregate", description="Consumer group and internal topic prefix."
+    )
+    windows: list[WindowSpec] = Field(default_factory=_default_windows)
+    grace_s: int = Field(default=60, ge=0, description="How late (event time) a post may be and still count.")
+    emit: Literal["update", "close"] = Field(
+        default="update", description="'update': every change (coalesced per flush); 'close': final only."
+    )
+    flush_interval_ms: int = Field(default=500, ge=10, description="How often changed windows are emitted.")
+    partitions: int = Field(default=6, ge=1, description="Partitions of the by-brand topic and changelogs.")
+    replication_factor: int | None = Field(
+        default=None, ge=1, description="Internal topics; None: topics.replication_factor, else 3."
+    )
+    standby_replicas: int = Field(default=0, ge=0)
+    commit_interval_s: float = Field(default=2.0, gt=0)
+    top_n: int = Field(default=10, ge=1, description="Co-mentioned brands and entities kept per record.")
+    samples: int = Field(default=5, ge=0, description="Sample post ids kept per window.")
+    max_co_mentions: int = Field(default=1000, ge=1, description="Distinct co-mentions counted per window.")
+    redis_ttl_s: int = Field(default=172_800, ge=60, description="TTL of the Redis keys of a window.")
+    redis_stream_maxlen: int = Field(default=10_000, ge=1)
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=9401, ge=0, description="Prometheus /metrics; 0: off.")
+
+
 class Settings(BaseSettings):
     """All settings of one stream-ner process."""
 
@@ -120,6 +175,8 @@ class Settings(BaseSettings):
     model: ModelSettings = Field(default_factory=ModelSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
+    brands: BrandSettings = Field(default_factory=BrandSettings)
+    aggregate: AggregateSettings = Field(default_factory=AggregateSettings)
     log_format: Literal["json", "text"] = Field(default="text", description="json: one object per line.")
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
 
