@@ -21,6 +21,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "stream_ner.commands.tail",
     "stream_ner.commands.demo",
     "stream_ner.commands.config",
+    "stream_ner.commands.aggregate",
+    "stream_ner.commands.brands",
 )
 
 

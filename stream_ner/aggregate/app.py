@@ -1,0 +1,164 @@
+"""The faust-streaming application of ``stream-ner aggregate``.
+
+Topology (``A`` is ``aggregate.app_id``, also the consumer group)::
+
+    entities ──agent "rekey"──▶ A-by-brand (keyed by brand) ──agent "windows"──▶ table "state"
+                                                                                 │ changelog A-state-changelog
+                                             outboxes (every flush_interval_ms) ◀┘
+                                             ├─▶ brand-aggregates (keyed brand|window|start)
+                                             └─▶ Redis (see ``redis_sink``)
+
+Known faust-streaming pitfalls, handled here: version >= 0.15.2 (rebalance fix) is required by the
+``aggregate`` extra; every agent runs with ``concurrency=1`` (higher concurrency can commit offsets past
+messages still in flight, faust-streaming issue 606); Redis I/O is asyncio (``redis.asyncio``), never
+blocking the event loop; internal topics get the configured replication factor, 1 on a single broker.
+Table recovery from the changelog is covered by the integration tests (``kill -9`` then restart).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from stream_ner.aggregate.metrics import AggregateMetrics
+from stream_ner.aggregate.model import BrandAggregate
+from stream_ner.aggregate.outbox import Outbox
+from stream_ner.aggregate.redis_sink import RedisSink
+from stream_ner.aggregate.stage import Stage
+from stream_ner.errors import KafkaUnavailable
+from stream_ner.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def replication_factor(settings: Settings) -> int:
+    """Replication factor of the internal topics (by-brand topic, changelogs)."""
+    return settings.aggregate.replication_factor or settings.topics.replication_factor or 3
+
+
+def build_app(settings: Settings, metrics: AggregateMetrics) -> Any:
+    """The faust app: topics, table, agents and outbox tasks; nothing runs until a worker starts it."""
+    import faust
+
+    conf = settings.aggregate
+    brokers = [f"kafka://{server.strip()}" for server in settings.kafka.bootstrap_servers.split(",")]
+    app = faust.App(
+        conf.app_id,
+        broker=brokers,
+        store="memory://",
+        autodiscover=False,
+        web_enabled=False,
+        datadir=str(Path(tempfile.gettempdir()) / f"{conf.app_id}-data"),
+        topic_partitions=conf.partitions,
+        topic_replication_factor=replication_factor(settings),
+        table_standby_replicas=conf.standby_replicas,
+        broker_commit_interval=conf.commit_interval_s,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        processing_guarantee="at_least_once",
+    )
+    entities = app.topic(settings.topics.entities, key_serializer="raw", value_serializer="raw")
+    by_brand = app.topic(
+        f"{conf.app_id}-by-brand",
+        internal=True,
+        partitions=conf.partitions,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    output = app.topic(settings.topics.brand_aggregates, key_serializer="raw", value_serializer="raw")
+    state = app.Table("state", partitions=conf.partitions, key_serializer="json", value_serializer="json")
+
+    async def write_topic(records: Sequence[BrandAggregate]) -> None:
+        try:
+            pending = [
+                await output.send(key=r.key().encode(), value=r.model_dump_json().encode()) for r in records
+            ]
+            await asyncio.gather(*pending)
+        except Exception as exc:  # aiokafka errors: retried by the outbox
+            raise KafkaUnavailable(f"cannot write {settings.topics.brand_aggregates}: {exc}") from exc
+
+    redis = RedisSink(
+        settings.redis.url, settings.redis.key_prefix, conf.redis_ttl_s, conf.redis_stream_maxlen
+    )
+    interval = conf.flush_interval_ms / 1000
+    final_only = conf.emit == "close"
+
+    def written(sink: str, n: int) -> None:
+        metrics.written.labels(sink).inc(n)
+
+    def failed(sink: str, exc: Exception) -> None:
+        metrics.sink_errors.labels(sink).inc()
+
+    outboxes = [
+        Outbox(
+            "topic",
+            write_topic,
+            interval_s=interval,
+            final_only=final_only,
+            on_written=written,
+            on_error=failed,
+        ),
+        Outbox(
+            "redis",
+            redis.write,
+            interval_s=interval,
+            final_only=final_only,
+            on_written=written,
+            on_error=failed,
+        ),
+    ]
+    stage = Stage(conf, outboxes, metrics)
+
+    @app.agent(entities, concurrency=1)
+    async def rekey(stream: Any) -> None:
+        async for event in stream.events():
+            timestamp = event.message.timestamp
+            for mention in stage.rekey(event.value, int(timestamp * 1000) if timestamp else None):
+                await by_brand.send(key=mention.brand.encode(), value=mention.to_json())
+
+    @app.agent(by_brand, concurrency=1)
+    async def windows(stream: Any) -> None:
+        async for event in stream.events():
+            stage.on_mention(state, event.value, event.message.partition, event.message.offset)
+
+    @state.on_recover
+    async def recovered() -> None:
+        stage.on_recovered(state)
+
+    for outbox in outboxes:
+        _start_outbox(app, outbox, stage, state, metrics)
+
+    @app.timer(interval=1.0)
+    async def gauges() -> None:
+        for outbox in outboxes:
+            metrics.pending.labels(outbox.name).set(len(outbox.pending) + len(outbox.inflight))
+
+    app.stream_ner_stage = stage
+    return app
+
+
+def _start_outbox(app: Any, outbox: Outbox, stage: Stage, state: Any, metrics: AggregateMetrics) -> None:
+    async def run() -> None:
+        await outbox.run(lambda key: stage.snapshot(state, key))
+
+    run.__name__ = f"outbox_{outbox.name}"
+    app.task(run)
+
+
+def run_worker(settings: Settings) -> int:
+    """Run the aggregation stage until SIGINT/SIGTERM; returns the exit code."""
+    import faust
+    from prometheus_client import start_http_server
+
+    metrics = AggregateMetrics.create()
+    conf = settings.aggregate
+    if conf.metrics_port:
+        start_http_server(conf.metrics_port, addr=conf.metrics_host, registry=metrics.registry)
+    app = build_app(settings, metrics)
+    worker = faust.Worker(app, loglevel=settings.log_level.lower(), redirect_stdouts=False)
+    worker.execute_from_commandline()
+    return 0

@@ -1,0 +1,59 @@
+"""Prometheus metrics of the aggregation stage (served on ``aggregate.metrics_port``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+
+@dataclass(frozen=True)
+class AggregateMetrics:
+    """Every metric the stage updates, in its own registry."""
+
+    registry: CollectorRegistry
+    events: Counter
+    invalid: Counter
+    mentions: Counter
+    late: Counter
+    written: Counter
+    sink_errors: Counter
+    pending: Gauge
+    stream_time: Gauge
+
+    @classmethod
+    def create(cls) -> AggregateMetrics:
+        """A fresh registry with all metrics registered."""
+        r = CollectorRegistry()
+        p = "stream_ner_aggregate_"
+        return cls(
+            registry=r,
+            events=Counter(f"{p}events", "Entity events read from the entities topic.", registry=r),
+            invalid=Counter(f"{p}invalid_events", "Entity events that could not be parsed.", registry=r),
+            mentions=Counter(
+                f"{p}mentions",
+                "Brand mentions applied, by result: counted, duplicate (post already counted), replayed "
+                "(already in the state after a restart), late (no open window left).",
+                ["result"],
+                registry=r,
+            ),
+            late=Counter(
+                f"{p}late_windows",
+                "Windows a post was too late for (stream time past end + grace): not counted there.",
+                ["window"],
+                registry=r,
+            ),
+            written=Counter(
+                f"{p}records_written", "Brand aggregates written, by sink.", ["sink"], registry=r
+            ),
+            sink_errors=Counter(f"{p}sink_errors", "Failed writes (retried), by sink.", ["sink"], registry=r),
+            pending=Gauge(
+                f"{p}pending_keys", "Window keys waiting to be written, by sink.", ["sink"], registry=r
+            ),
+            stream_time=Gauge(
+                f"{p}stream_time_seconds",
+                "Event-time clock, by by-brand partition.",
+                ["partition"],
+                registry=r,
+            ),
+        )

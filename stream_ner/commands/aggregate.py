@@ -1,0 +1,29 @@
+"""``stream-ner aggregate``: the faust-streaming brand aggregation stage."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``aggregate`` command."""
+    parser = subparsers.add_parser(
+        "aggregate",
+        help="aggregate entity events per brand and window into brand-aggregates and Redis",
+        description="Consume entities, count per brand and window (event time), write brand-aggregates "
+        "and Redis. Settings: the 'aggregate', 'brands' and 'redis' sections.",
+    )
+    parser.add_argument("--emit", choices=["update", "close"], help="override aggregate.emit")
+    parser.add_argument("--grace", type=int, metavar="SECONDS", help="override aggregate.grace_s")
+    parser.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from stream_ner.aggregate.app import run_worker
+    from stream_ner.settings import load_settings
+
+    settings = load_settings()
+    overrides = {k: v for k, v in {"emit": args.emit, "grace_s": args.grace}.items() if v is not None}
+    if overrides:
+        settings = settings.model_copy(update={"aggregate": settings.aggregate.model_copy(update=overrides)})
+    return run_worker(settings)
