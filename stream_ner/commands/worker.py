@@ -54,7 +54,7 @@ def serve(settings, link_brands: bool = True) -> int:  # type: ignore[no-untyped
     if link_brands:
         from stream_ner.brands import BrandLinker
 
-        linker = BrandLinker.from_settings(settings)
+        linker = BrandLinker.from_settings(settings.brands)
     metrics = WorkerMetrics()
     worker = Worker(settings, model, linker, metrics)
     for sig in (signal.SIGTERM, signal.SIGINT):
