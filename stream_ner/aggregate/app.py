@@ -70,7 +70,11 @@ def build_app(settings: Settings, metrics: AggregateMetrics) -> Any:
         value_serializer="raw",
     )
     output = app.topic(settings.topics.brand_aggregates, key_serializer="raw", value_serializer="raw")
-    state = app.Table("state", partitions=conf.partitions, key_serializer="json", value_serializer="json")
+    state = app.Table(
+        "state",
+        partitions=conf.partitions,
+        schema=faust.Schema(key_serializer="json", value_serializer="json"),
+    )
 
     async def write_topic(records: Sequence[BrandAggregate]) -> None:
         try:

@@ -1,0 +1,560 @@
+"""The aggregation stage on the real broker and Redis: exact counts per brand and window, crash, outage, late.
+
+Each test runs ``stream-ner aggregate`` in a subprocess on its own topics, consumer group and Redis key
+prefix, feeds a scripted stream of ``EntityEvent`` records with known brands and event times, and compares
+the latest record per key on the output topic, and the Redis hashes, with counts computed independently
+here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from stream_ner.messages import EntityEvent, EntityMention, ModelRef, Origin
+from stream_ner.topics import wait_for_leaders
+
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+WINDOWS = [{"name": "1m", "size_s": 60, "step_s": 60}, {"name": "5m", "size_s": 300, "step_s": 60}]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Names:
+    entities: str
+    aggregates: str
+    app_id: str
+    prefix: str
+
+    @classmethod
+    def fresh(cls, test: str) -> Names:
+        tag = f"{test.replace('_', '-')[:30]}-{uuid.uuid4().hex[:8]}"
+        return cls(f"{tag}.entities", f"{tag}.aggregates", f"{tag}-agg", f"t-{tag}")
+
+
+def create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    new = [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names]
+    for future in admin.create_topics(new).values():
+        future.result(30)
+    wait_for_leaders(admin, names)
+
+
+@dataclass
+class Aggregator:
+    """One ``stream-ner aggregate`` subprocess."""
+
+    proc: subprocess.Popen
+    metrics_port: int
+    log_path: Path
+
+    def metrics(self) -> dict[str, float]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        values: dict[str, float] = defaultdict(float)
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                values[name] = float(value)
+        return values
+
+    def metric(self, name: str) -> float:
+        try:
+            return self.metrics().get(name, 0.0)
+        except OSError:
+            return 0.0
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-6000:]
+
+    def alive(self) -> None:
+        assert self.proc.poll() is None, f"aggregator exited with {self.proc.returncode}:\n{self.log()}"
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def start_aggregator(
+    bootstrap: str, redis_url: str, names: Names, log_path: Path, **settings: str
+) -> Aggregator:
+    port = free_port()
+    env = (
+        os.environ
+        | {
+            "STREAM_NER_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+            "STREAM_NER_TOPICS__ENTITIES": names.entities,
+            "STREAM_NER_TOPICS__BRAND_AGGREGATES": names.aggregates,
+            "STREAM_NER_REDIS__URL": redis_url,
+            "STREAM_NER_REDIS__KEY_PREFIX": names.prefix,
+            "STREAM_NER_AGGREGATE__APP_ID": names.app_id,
+            "STREAM_NER_AGGREGATE__REPLICATION_FACTOR": "1",
+            "STREAM_NER_AGGREGATE__PARTITIONS": "3",
+            "STREAM_NER_AGGREGATE__FLUSH_INTERVAL_MS": "200",
+            "STREAM_NER_AGGREGATE__METRICS_PORT": str(port),
+            "STREAM_NER_AGGREGATE__WINDOWS": json.dumps(WINDOWS),
+        }
+        | {f"STREAM_NER_AGGREGATE__{k.upper()}": v for k, v in settings.items()}
+    )
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "stream_ner", "aggregate"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    return Aggregator(proc, port, log_path)
+
+
+@pytest.fixture
+def aggregators():
+    started: list[Aggregator] = []
+    yield started
+    for aggregator in started:
+        aggregator.stop()
+
+
+@dataclass(frozen=True)
+class Scripted:
+    """One post of the script: who wrote it, when, which brands (and entities) it mentions."""
+
+    post_id: str
+    at_s: float
+    brands: tuple[str, ...]
+    author: str | None
+    sentiment: float | None = None
+    person: str | None = None
+
+    def event(self) -> bytes:
+        text = " ".join(self.brands) + (f" {self.person}" if self.person else "")
+        entities, pos = [], 0
+        for brand in self.brands:
+            entities.append(
+                EntityMention(
+                    start=pos, end=pos + len(brand), label="ORG", score=0.9, text=brand, brand=brand
+                )
+            )
+            pos += len(brand) + 1
+        if self.person:
+            entities.append(
+                EntityMention(start=pos, end=pos + len(self.person), label="PER", score=0.9, text=self.person)
+            )
+        return (
+            EntityEvent(
+                post_id=self.post_id,
+                text=text,
+                entities=entities,
+                brands=sorted(self.brands),
+                created_at=T0 + timedelta(seconds=self.at_s),
+                author=self.author,
+                lang="en",
+                source="test",
+                metadata={},
+                sentiment=self.sentiment,
+                model=ModelRef(name="test", version="1"),
+                origin=Origin(topic="raw", partition=0, offset=0, timestamp_ms=None),
+                processed_at=datetime.now(UTC),
+            )
+            .model_dump_json()
+            .encode()
+        )
+
+
+def produce(bootstrap: str, topic: str, posts: list[Scripted]) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5})
+    for post in posts:
+        producer.produce(topic, key=post.post_id.encode(), value=post.event())
+        producer.poll(0)
+    assert producer.flush(30) == 0
+
+
+def script(n: int, seed: int, span_s: float = 280.0) -> list[Scripted]:
+    """``n`` posts over ``span_s`` seconds of event time, out of order by up to 20 s, 10 % duplicated."""
+    rng = random.Random(seed)
+    brands = ["nike", "adidas", "apple", "~acme robotics"]
+    posts: list[Scripted] = []
+    for i in range(n):
+        if posts and rng.random() < 0.1:
+            posts.append(rng.choice(posts))
+            continue
+        posts.append(
+            Scripted(
+                post_id=f"post-{seed}-{i:05d}",
+                at_s=max(0.0, i * span_s / n + rng.uniform(-20, 5)),
+                brands=tuple(rng.sample(brands, rng.choice([1, 1, 2]))),
+                author=rng.choice(["al", "bo", "cy", "di", None]),
+                sentiment=rng.choice([None, 0.5, -0.25, 1.0]),
+                person=rng.choice([None, "LeBron", "Taylor"]),
+            )
+        )
+    return posts
+
+
+def window_starts(at_s: float, size_s: int, step_s: int) -> list[int]:
+    last = int(at_s // step_s) * step_s
+    return [s for s in range(last - size_s + step_s, last + 1, step_s)]
+
+
+def iso(start_s: int) -> str:
+    return (T0 + timedelta(seconds=start_s)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def expected_counts(posts: list[Scripted], windows: list[dict] = WINDOWS) -> dict[str, dict[str, Any]]:
+    """Reference counts, written independently of the stage: key -> {mentions, posts, authors, ...}."""
+    seen: set[tuple[str, str]] = set()
+    acc: dict[str, dict[str, Any]] = {}
+    for post in posts:
+        for brand in post.brands:
+            if (brand, post.post_id) in seen:
+                continue
+            seen.add((brand, post.post_id))
+            for spec in windows:
+                for start in window_starts(post.at_s, spec["size_s"], spec["step_s"]):
+                    key = f"{brand}|{spec['name']}|{iso(start)}"
+                    a = acc.setdefault(
+                        key,
+                        {
+                            "posts": 0,
+                            "authors": set(),
+                            "sentiment": 0.0,
+                            "co": defaultdict(int),
+                            "ent": defaultdict(int),
+                        },
+                    )
+                    a["posts"] += 1
+                    if post.author:
+                        a["authors"].add(post.author)
+                    if post.sentiment is not None:
+                        a["sentiment"] += post.sentiment
+                    for other in post.brands:
+                        if other != brand:
+                            a["co"][other] += 1
+                    if post.person:
+                        a["ent"][f"PER:{post.person.lower()}"] += 1
+    return {
+        key: {
+            "mentions": a["posts"],  # one linked entity per brand and post in this script
+            "posts": a["posts"],
+            "authors": len(a["authors"]),
+            "sentiment_sum": round(a["sentiment"], 6),
+            "co_brands": dict(a["co"]),
+            "co_entities": dict(a["ent"]),
+        }
+        for key, a in acc.items()
+    }
+
+
+def observed(record: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "mentions": record["mentions"],
+        "posts": record["posts"],
+        "authors": record["authors"],
+        "sentiment_sum": round(record["sentiment_sum"], 6),
+        "co_brands": {c["id"]: c["count"] for c in record["co_brands"]},
+        "co_entities": {c["id"]: c["count"] for c in record["co_entities"]},
+    }
+
+
+class TopicReader:
+    """Keeps the latest record per key of the output topic."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"reader-{uuid.uuid4().hex[:8]}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            }
+        )
+        self.consumer.subscribe([topic])
+        self.latest: dict[str, dict[str, Any]] = {}
+        self.count = 0
+
+    def poll(self, seconds: float = 1.0) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            message = self.consumer.poll(0.2)
+            if message is None or message.error():
+                continue
+            self.latest[message.key().decode()] = json.loads(message.value())
+            self.count += 1
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def redis_state(client: redis.Redis, prefix: str) -> dict[str, dict[str, Any]]:
+    state = {}
+    for raw in client.scan_iter(match=f"{prefix}:agg:*", count=1000):
+        record = json.loads(client.hget(raw, "record"))
+        state[f"{record['brand']}|{record['window']}|{record['window_start'].replace('+00:00', 'Z')}"] = (
+            record
+        )
+    return state
+
+
+def normalise_keys(records: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {k: observed(v) for k, v in records.items()}
+
+
+def wait_exact(
+    reader: TopicReader,
+    client: redis.Redis,
+    prefix: str,
+    expected: dict[str, dict[str, Any]],
+    aggregator: Aggregator,
+    timeout: float = 120.0,
+) -> None:
+    """Poll topic and Redis until both equal ``expected``; fail with the difference otherwise."""
+    deadline = time.monotonic() + timeout
+    topic_state = redis_now = None
+    while time.monotonic() < deadline:
+        aggregator.alive()
+        reader.poll(1.0)
+        topic_state = normalise_keys(reader.latest)
+        try:
+            redis_now = normalise_keys(redis_state(client, prefix))
+        except redis.ConnectionError:
+            redis_now = None
+        if topic_state == expected and redis_now == expected:
+            return
+    diff_topic = {
+        k: (expected.get(k), (topic_state or {}).get(k)) for k in set(expected) | set(topic_state or {})
+    }
+    diff_topic = {k: v for k, v in diff_topic.items() if v[0] != v[1]}
+    diff_redis = {
+        k: (expected.get(k), (redis_now or {}).get(k)) for k in set(expected) | set(redis_now or {})
+    }
+    diff_redis = {k: v for k, v in diff_redis.items() if v[0] != v[1]}
+    raise AssertionError(
+        f"not exact after {timeout}s\ntopic diff ({len(diff_topic)}): {list(diff_topic.items())[:5]}\n"
+        f"redis diff ({len(diff_redis)}): {list(diff_redis.items())[:5]}\n{aggregator.log()}"
+    )
+
+
+@pytest.fixture
+def names(kafka_bootstrap, request) -> Names:
+    n = Names.fresh(request.node.name)
+    create_topics(kafka_bootstrap, [n.entities, n.aggregates], partitions=3)
+    return n
+
+
+@pytest.fixture
+def rclient(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+def test_scripted_stream_gives_exact_counts_per_brand_and_window(
+    kafka_bootstrap, redis_url, names, rclient, aggregators, tmp_path
+):
+    posts = script(400, seed=1)
+    expected = expected_counts(posts)
+    produce(kafka_bootstrap, names.entities, posts)
+    aggregators.append(start_aggregator(kafka_bootstrap, redis_url, names, tmp_path / "agg.log"))
+    reader = TopicReader(kafka_bootstrap, names.aggregates)
+    try:
+        wait_exact(reader, rclient, names.prefix, expected, aggregators[0])
+    finally:
+        reader.close()
+    nike = [k for k in expected if k.startswith("nike|1m|")]
+    assert len(expected) > 40 and nike, "the script covers many windows"
+    sample = reader.latest[nike[0]]
+    assert len(sample["sample_post_ids"]) == min(5, sample["posts"])
+    assert (
+        rclient.zscore(f"{names.prefix}:top:1m:{int((T0).timestamp())}", "nike")
+        == expected[f"nike|1m|{iso(0)}"]["mentions"]
+    )
+    assert rclient.xlen(f"{names.prefix}:updates") > 0
+    assert 0 < rclient.ttl(f"{names.prefix}:agg:1m:{int(T0.timestamp())}:nike") <= 172_800
+    metrics = aggregators[0].metrics()
+    duplicates = len(posts) - len({p.post_id for p in posts})
+    assert metrics['stream_ner_aggregate_mentions_total{result="duplicate"}'] >= duplicates > 0
+
+
+def test_kill_9_mid_stream_then_restart_keeps_every_count_exact(
+    kafka_bootstrap, redis_url, names, rclient, aggregators, tmp_path
+):
+    posts = script(900, seed=2)
+    expected = expected_counts(posts)
+    first, rest = posts[:500], posts[500:]
+    produce(kafka_bootstrap, names.entities, first)
+    # commits are rare, so the kill lands far past the last commit: much is replayed after the restart
+    aggregators.append(
+        start_aggregator(kafka_bootstrap, redis_url, names, tmp_path / "agg.log", commit_interval_s="30")
+    )
+    deadline = time.monotonic() + 90
+    while aggregators[0].metric('stream_ner_aggregate_mentions_total{result="counted"}') < 300:
+        aggregators[0].alive()
+        assert time.monotonic() < deadline, aggregators[0].log()
+        time.sleep(0.2)
+    aggregators[0].kill()
+    produce(kafka_bootstrap, names.entities, rest)
+    aggregators.append(
+        start_aggregator(kafka_bootstrap, redis_url, names, tmp_path / "agg.log", commit_interval_s="30")
+    )
+    reader = TopicReader(kafka_bootstrap, names.aggregates)
+    try:
+        wait_exact(reader, rclient, names.prefix, expected, aggregators[1])
+    finally:
+        reader.close()
+    metrics = aggregators[1].metrics()
+    assert metrics['stream_ner_aggregate_mentions_total{result="replayed"}'] > 0, "the restart replayed input"
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """A Redis of this test only, with an append-only file, so it can be stopped and restarted."""
+    port = free_port()
+    data = tmp_path / "redis"
+    data.mkdir()
+    server = shutil.which("redis-server")
+    assert server, "redis-server is required"
+    command = [
+        server,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(data),
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+        "--save",
+        "",
+    ]
+
+    class Server:
+        url = f"redis://127.0.0.1:{port}/0"
+        proc: subprocess.Popen | None = None
+
+        def start(self) -> None:
+            self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            client = redis.Redis(port=port)
+            for _ in range(100):
+                try:
+                    client.ping()
+                    return
+                except redis.ConnectionError:
+                    time.sleep(0.1)
+            raise AssertionError("redis did not start")
+
+        def stop(self) -> None:
+            assert self.proc is not None
+            self.proc.terminate()  # SIGTERM: redis writes its append-only file and exits
+            self.proc.wait(10)
+
+    s = Server()
+    s.start()
+    yield s
+    if s.proc and s.proc.poll() is None:
+        s.stop()
+
+
+def test_redis_down_for_30s_mid_stream_then_back_ends_exact(
+    kafka_bootstrap, names, own_redis, aggregators, tmp_path
+):
+    posts = script(600, seed=3)
+    expected = expected_counts(posts)
+    client = redis.Redis.from_url(own_redis.url)
+    produce(kafka_bootstrap, names.entities, posts[:300])
+    aggregators.append(start_aggregator(kafka_bootstrap, own_redis.url, names, tmp_path / "agg.log"))
+    deadline = time.monotonic() + 90
+    while not any(True for _ in client.scan_iter(match=f"{names.prefix}:agg:*", count=100)):
+        aggregators[0].alive()
+        assert time.monotonic() < deadline, aggregators[0].log()
+        time.sleep(0.2)
+    own_redis.stop()
+    stopped = time.monotonic()
+    produce(kafka_bootstrap, names.entities, posts[300:])
+    time.sleep(max(0.0, 30 - (time.monotonic() - stopped)))
+    aggregators[0].alive()
+    assert aggregators[0].metric('stream_ner_aggregate_sink_errors_total{sink="redis"}') > 0
+    own_redis.start()
+    reader = TopicReader(kafka_bootstrap, names.aggregates)
+    try:
+        wait_exact(reader, client, names.prefix, expected, aggregators[0])
+    finally:
+        reader.close()
+        client.close()
+
+
+def test_late_events_count_within_grace_and_are_dropped_beyond_it(
+    kafka_bootstrap, redis_url, rclient, aggregators, tmp_path, request
+):
+    names = Names.fresh(request.node.name)
+    create_topics(kafka_bootstrap, [names.entities, names.aggregates], partitions=1)
+    windows = [{"name": "1m", "size_s": 60, "step_s": 60}]
+    timeline = [  # (post, event time s); one partition, so this is the processing order
+        ("p1", 1),
+        ("p2", 30),
+        ("p3", 65),
+        ("p4", 50),  # stream time 65 < 60 + 10: inside the grace period of [0, 60), counted there
+        ("p5", 75),  # stream time 75: [0, 60) closes
+        ("p6", 20),  # beyond grace: dropped, reported as late
+        ("p7", 200),  # closes [60, 120); [180, 240) stays open
+    ]
+    posts = [Scripted(p, at, ("nike",), f"author-{p}") for p, at in timeline]
+    produce(kafka_bootstrap, names.entities, posts)
+    aggregators.append(
+        start_aggregator(
+            kafka_bootstrap,
+            redis_url,
+            names,
+            tmp_path / "agg.log",
+            partitions="1",
+            grace_s="10",
+            emit="close",
+            windows=json.dumps(windows),
+        )
+    )
+    expected = expected_counts([p for p in posts if p.post_id not in ("p6", "p7")], windows)
+    assert expected[f"nike|1m|{iso(0)}"]["posts"] == 3 and expected[f"nike|1m|{iso(60)}"]["posts"] == 2
+    reader = TopicReader(kafka_bootstrap, names.aggregates)
+    try:
+        wait_exact(reader, rclient, names.prefix, expected, aggregators[0], timeout=90)
+        reader.poll(2.0)  # in "close" mode only final records are written, one per closed window
+        assert all(r["final"] for r in reader.latest.values())
+        assert set(reader.latest) == set(expected)
+    finally:
+        reader.close()
+    metrics = aggregators[0].metrics()
+    assert metrics['stream_ner_aggregate_late_windows_total{window="1m"}'] == 1
+    assert metrics['stream_ner_aggregate_mentions_total{result="late"}'] == 1
