@@ -29,7 +29,7 @@ from stream_ner.aggregate.model import BrandAggregate
 from stream_ner.aggregate.outbox import Outbox
 from stream_ner.aggregate.redis_sink import RedisSink
 from stream_ner.aggregate.stage import Stage
-from stream_ner.errors import KafkaUnavailable
+from stream_ner.errors import ConfigError, KafkaUnavailable
 from stream_ner.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,22 @@ log = logging.getLogger(__name__)
 def replication_factor(settings: Settings) -> int:
     """Replication factor of the internal topics (by-brand topic, changelogs)."""
     return settings.aggregate.replication_factor or settings.topics.replication_factor or 3
+
+
+def source_partitions(settings: Settings) -> int:
+    """Partitions of the ``entities`` topic (the stream time waits for all of them; see ``state``)."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    topic = settings.topics.entities
+    try:
+        metadata = AdminClient(settings.kafka.librdkafka()).list_topics(topic, timeout=15)
+    except KafkaException as exc:
+        raise KafkaUnavailable(f"cannot read metadata of {topic}: {exc}") from exc
+    found = metadata.topics.get(topic)
+    if found is None or found.error is not None or not found.partitions:
+        raise ConfigError(f"topic {topic} does not exist: run `stream-ner topics apply` first")
+    return len(found.partitions)
 
 
 def build_app(settings: Settings, metrics: AggregateMetrics) -> Any:
@@ -117,11 +133,13 @@ def build_app(settings: Settings, metrics: AggregateMetrics) -> Any:
     ]
     stage = Stage(conf, outboxes, metrics)
 
+    sources = source_partitions(settings)
+
     @app.agent(entities, concurrency=1)
     async def rekey(stream: Any) -> None:
         async for event in stream.events():
-            timestamp = event.message.timestamp
-            for mention in stage.rekey(event.value, int(timestamp * 1000) if timestamp else None):
+            timestamp = int(event.message.timestamp * 1000) if event.message.timestamp else None
+            for mention in stage.rekey(event.value, timestamp, event.message.partition, sources):
                 await by_brand.send(key=mention.brand.encode(), value=mention.to_json())
 
     @app.agent(by_brand, concurrency=1)

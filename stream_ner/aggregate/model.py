@@ -24,7 +24,9 @@ class BrandMention:
 
     ``time_ms`` is the event time: the post's ``created_at``, else the Kafka timestamp of the ``raw-posts``
     record, else that of the ``entities`` record. ``mentions`` counts the entities linked to the brand, at
-    least 1 (a brand found only in untagged text counts once per post).
+    least 1 (a brand found only in untagged text counts once per post). ``source`` is the ``entities``
+    partition the post was read from and ``sources`` how many partitions that topic has: stream time is
+    tracked per source partition (see ``state``).
     """
 
     brand: str
@@ -35,6 +37,8 @@ class BrandMention:
     sentiment: float | None
     co_brands: tuple[str, ...]
     co_entities: tuple[str, ...]
+    source: int = 0
+    sources: int = 1
 
     def to_json(self) -> bytes:
         """UTF-8 JSON value for the by-brand topic."""
@@ -61,7 +65,9 @@ def event_time_ms(event: EntityEvent, record_timestamp_ms: int | None) -> int:
     return int(event.processed_at.timestamp() * 1000)
 
 
-def mentions_of(event: EntityEvent, record_timestamp_ms: int | None = None) -> list[BrandMention]:
+def mentions_of(
+    event: EntityEvent, record_timestamp_ms: int | None = None, source: int = 0, sources: int = 1
+) -> list[BrandMention]:
     """One ``BrandMention`` per brand of the post, in brand order; none when it mentions no brand.
 
     Co-entities are the post's entities not linked to a brand, as ``LABEL:folded text``.
@@ -81,6 +87,8 @@ def mentions_of(event: EntityEvent, record_timestamp_ms: int | None = None) -> l
             sentiment=event.sentiment,
             co_brands=tuple(b for b in brands if b != brand),
             co_entities=tuple(entities),
+            source=source,
+            sources=sources,
         )
         for brand in brands
     ]

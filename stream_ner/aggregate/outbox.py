@@ -101,6 +101,8 @@ class Outbox:
                     # keys changed meanwhile join this batch, with their newest state
                     for key in [k for k in self.pending if k in self.inflight]:
                         del self.pending[key]
+            if delay > 0.1:
+                log.info("%s available again", self.name)
             for key, record in records:
                 if record.final:
                     self.final_written.add(key)

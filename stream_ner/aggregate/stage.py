@@ -42,7 +42,9 @@ class Stage:
         self._expiry: dict[int, list[tuple[int, str]]] = defaultdict(list)
         self._closing: dict[int, set[str]] = defaultdict(set)
 
-    def rekey(self, value: bytes | None, timestamp_ms: int | None) -> list[BrandMention]:
+    def rekey(
+        self, value: bytes | None, timestamp_ms: int | None, source: int, sources: int
+    ) -> list[BrandMention]:
         """Stage one: an ``entities`` record to its brand mentions (none when unreadable or brandless)."""
         self.metrics.events.inc()
         try:
@@ -51,7 +53,7 @@ class Stage:
             self.metrics.invalid.inc()
             log.warning("skipping unreadable entity event: %s", str(exc).splitlines()[0])
             return []
-        return mentions_of(event, timestamp_ms)
+        return mentions_of(event, timestamp_ms, source, sources)
 
     def on_mention(self, store: Store, value: bytes, partition: int, offset: int) -> None:
         """Stage two: apply one by-brand record, then expire what its stream time closed."""
@@ -123,4 +125,4 @@ class Stage:
         if value is None:
             return None
         clock = store.get(clock_key(int(value["q"])))
-        return self.aggregator.snapshot(key, value, None if clock is None else int(clock["t"]))
+        return self.aggregator.snapshot(key, value, None if clock is None else clock["t"])

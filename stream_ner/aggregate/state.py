@@ -4,7 +4,7 @@ State lives in one key-value table (a faust table backed by a compacted changelo
 dict in tests). Keys are JSON arrays, values JSON objects; every value records the partition ``q`` of the
 by-brand topic it belongs to and the offset ``o`` of the last input record applied to it::
 
-    ["clock", q]                         {"q", "o", "t"}      stream time of partition q (max event time)
+    ["clock", q]                         {"q", "o", "t", "src"}  stream time of partition q, see below
     ["w", window, start, brand]          {"q", "o", ...}      the aggregate of one brand in one window
     ["p", brand, post_id]                {"q", "o", "x"}      post already counted for the brand (x: expiry)
     ["a", window, start, brand, author]  {"q", "o", "x"}      author already counted in the window
@@ -24,6 +24,14 @@ changelog. ``apply`` is written so that the table ends the same as if every post
 4. The clock is written after the windows of the record, so a durable clock at offset ``o`` implies every
    write of ``o`` is durable, and replays recompute the stream time, hence the late/on-time decision, exactly
    as the first time. Keys are deleted only after the clock write that expires them.
+
+Stream time (event-time watermark). The by-brand stage reads posts from every ``entities`` partition
+mixed together, and those partitions are consumed at different speeds; taking the largest event time seen
+would make a fast partition close windows the slow ones still feed. So ``src`` keeps the largest event time
+per source partition and the stream time is the smallest of them, once every source partition has been seen
+(``None`` before: nothing is late yet), and never moves backwards. An ``entities`` partition without
+traffic therefore holds windows open: counts are still written on every update, only finality and
+clean-up wait.
 
 Late events: a post counts in each of its windows that is still open (stream time before ``end + grace``);
 for windows already closed it is dropped and reported in ``Applied.late``.
@@ -82,16 +90,16 @@ class Aggregator:
     def stream_time(self, store: Store, partition: int) -> int | None:
         """The largest event time applied on ``partition`` (``None`` before the first)."""
         clock = store.get(clock_key(partition))
-        return None if clock is None else int(clock["t"])
+        return None if clock is None else clock["t"]
 
     def apply(self, store: Store, mention: BrandMention, partition: int, offset: int) -> Applied:
         """Apply the record at ``offset`` of by-brand ``partition``; idempotent per offset (module doc)."""
         done = Applied()
         clock = store.get(clock_key(partition))
         if clock is not None and clock["o"] >= offset:  # 2. and 4.: this record is wholly in the table
-            done.replayed, done.stream_time = True, int(clock["t"])
+            done.replayed, done.stream_time = True, clock["t"]
             return done
-        now = None if clock is None else int(clock["t"])
+        now: int | None = None if clock is None else clock["t"]
         windows = windows_of(mention.time_ms, self.settings.windows)
         open_windows = [w for w in windows if is_open(w, now, self.grace_ms)]
         for w in windows:
@@ -100,8 +108,14 @@ class Aggregator:
         if open_windows:
             self._count(store, mention, partition, offset, windows, open_windows, done)
         # 4. the clock last: once durable, every write above is too.
-        stream_time = mention.time_ms if now is None else max(now, mention.time_ms)
-        store[clock_key(partition)] = {"q": partition, "o": offset, "t": stream_time}
+        sources = dict(clock["src"]) if clock is not None else {}
+        source = str(mention.source)
+        sources[source] = max(sources.get(source, mention.time_ms), mention.time_ms)
+        stream_time = now
+        if len(sources) >= mention.sources:
+            watermark = min(sources.values())
+            stream_time = watermark if now is None else max(now, watermark)
+        store[clock_key(partition)] = {"q": partition, "o": offset, "t": stream_time, "src": sources}
         done.stream_time = stream_time
         return done
 

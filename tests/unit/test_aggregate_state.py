@@ -79,7 +79,10 @@ def test_late_events_count_within_grace_and_are_dropped_beyond():
     assert inside.late == {} and window(store, "1m", 0, "nike")["posts"] == 2
     agg.apply(store, mention("p4", "nike", 75), 0, 3)  # stream time 75 s >= 60 + 10: [0, 60) is closed
     beyond = agg.apply(store, mention("p5", "nike", 30), 0, 4)
-    assert beyond.late == {"1m": 1, "5m": 1}  # [-240 s, 60 s) is closed too; the four later 5m windows count it
+    assert beyond.late == {
+        "1m": 1,
+        "5m": 1,
+    }  # [-240 s, 60 s) is closed too; the four later 5m windows count it
     assert window(store, "1m", 0, "nike")["posts"] == 2
     assert window(store, "5m", 0, "nike")["posts"] == 5
 
@@ -127,6 +130,8 @@ def random_stream(rng: random.Random, n: int) -> list[BrandMention]:
                 rng.choice(["al", "bo", "cy", None]),
                 sentiment=rng.choice([None, 0.5, -0.25]),
                 co_brands=tuple(rng.sample(["x", "y"], rng.randint(0, 2))),
+                source=rng.randint(0, 1),
+                sources=2,
             )
         )
     return stream
@@ -162,3 +167,19 @@ def test_replaying_everything_twice_changes_nothing():
     assert twice == once
     assert sum(1 for k in once if is_window_key(k)) > 0
     assert once[clock_key(0)]["o"] == 199
+
+
+def test_stream_time_waits_for_every_source_partition_so_a_fast_one_closes_nothing():
+    agg = Aggregator(SETTINGS)
+    store: dict = {}
+    # source 0 is consumed far ahead of source 1: its posts at 0..200 s arrive first
+    for offset, at in enumerate(range(0, 200, 20)):
+        agg.apply(store, mention(f"a{at}", "nike", at, source=0, sources=2), 0, offset)
+    assert agg.stream_time(store, 0) is None  # source 1 not seen yet: nothing is late
+    done = agg.apply(store, mention("b5", "nike", 5, source=1, sources=2), 0, 100)
+    assert done.late == {} and window(store, "1m", 0, "nike")["posts"] == 4
+    assert done.stream_time == T0 + 5_000  # the slowest source sets the stream time
+    done = agg.apply(store, mention("b90", "nike", 90, source=1, sources=2), 0, 101)
+    assert done.stream_time == T0 + 90_000
+    late = agg.apply(store, mention("b6", "nike", 6, source=1, sources=2), 0, 102)
+    assert late.late["1m"] == 1  # 90 s >= 60 s + 10 s grace: [0, 60) is closed now
