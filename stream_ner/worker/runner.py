@@ -62,6 +62,8 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
         "max.poll.interval.ms": worker.max_poll_interval_ms,
         # Keep librdkafka's prefetch small: the in-flight bound is ours, not a 64 MB fetch queue.
         "queued.max.messages.kbytes": 2048,
+        "fetch.queue.backoff.ms": 50,  # with a small fetch queue, refill it promptly once drained
+        "fetch.wait.max.ms": 100,  # a resumed partition's first fetch must not wait long
         "fetch.max.bytes": 4 * 1024 * 1024,
         "statistics.interval.ms": 5000,
     }
