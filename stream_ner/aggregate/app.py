@@ -159,7 +159,6 @@ def build_app(settings: Settings, metrics: AggregateMetrics) -> Any:
         for outbox in outboxes:
             metrics.pending.labels(outbox.name).set(len(outbox.pending) + len(outbox.inflight))
 
-    app.stream_ner_stage = stage
     return app
 
 
