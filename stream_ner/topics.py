@@ -186,9 +186,11 @@ def wait_for_leaders(admin: AdminClient, names: list[str], timeout: float = 30.0
 
 def json_schemas() -> dict[str, dict[str, Any]]:
     """The JSON Schema of every message value this package defines, by file name under ``topics/schemas``."""
+    from stream_ner.aggregate.model import BrandAggregate
     from stream_ner.messages import EntityEvent, Post, Rejected
 
     return {
+        "brand-aggregate.schema.json": _schema(BrandAggregate, "serialization"),
         "post.schema.json": _schema(Post, "mode_validation"),
         "entity-event.schema.json": _schema(EntityEvent, "serialization"),
         "rejected.schema.json": _schema(Rejected, "serialization"),

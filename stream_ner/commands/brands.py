@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from datetime import UTC, datetime
+from typing import Any
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,20 +40,25 @@ def _iso(epoch: int) -> str:
 
 
 def _top(args: argparse.Namespace) -> int:
+    from stream_ner.settings import load_settings
+
+    return 0 if print_top(load_settings(), args.window, args.at, args.n) else 1
+
+
+def print_top(settings: Any, window: str, at: int | None, n: int, console: Any = None) -> bool:
+    """Print the leaderboard of ``window`` at ``at`` (latest when ``None``); ``False`` if Redis has none."""
     import redis
     from rich.console import Console
     from rich.table import Table
 
     from stream_ner.aggregate.leaderboard import read_top
-    from stream_ner.settings import load_settings
 
-    settings = load_settings()
     client = redis.Redis.from_url(settings.redis.url, socket_timeout=5, socket_connect_timeout=2)
-    board = read_top(client, settings.redis.key_prefix, args.window, args.at, args.n)
-    console = Console()
+    board = read_top(client, settings.redis.key_prefix, window, at, n)
+    console = console or Console()
     if board is None:
-        console.print(f"no '{args.window}' window in Redis" + (f" at {_iso(args.at)}" if args.at else ""))
-        return 1
+        console.print(f"no '{window}' window in Redis" + (f" at {_iso(at)}" if at else ""))
+        return False
     table = Table(title=f"{board.window} window {_iso(board.start)} - {_iso(board.end)}")
     for column in ("#", "brand", "mentions", "posts", "authors", "sentiment", "final"):
         table.add_column(column, justify="left" if column == "brand" else "right")
@@ -63,7 +69,7 @@ def _top(args: argparse.Namespace) -> int:
             str(rank), row.brand, str(row.mentions), str(row.posts), str(row.authors), sentiment, final
         )
     console.print(table)
-    return 0
+    return True
 
 
 def _link(args: argparse.Namespace) -> int:
