@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
             except (json.JSONDecodeError, UnicodeDecodeError):
                 value = None
             if args.raw or not isinstance(value, dict):
-                console.print(raw.decode("utf-8", "replace") if raw is not None else "null", markup=False)
+                print(raw.decode("utf-8", "replace") if raw is not None else "null", flush=True)
             else:
                 console.print(render(value))
     except KeyboardInterrupt:
