@@ -26,7 +26,9 @@ PARTITIONS = 4
 def topics(kafka_bootstrap, request) -> Topics:
     t = Topics.fresh(request.node.name.replace("_", "-")[:40])
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
-    new = [NewTopic(name, num_partitions=PARTITIONS, replication_factor=1) for name in (t.raw, t.entities, t.dlq)]
+    new = [
+        NewTopic(name, num_partitions=PARTITIONS, replication_factor=1) for name in (t.raw, t.entities, t.dlq)
+    ]
     for future in admin.create_topics(new).values():
         future.result(30)
     wait_for_leaders(admin, [t.raw, t.entities, t.dlq])
@@ -94,7 +96,9 @@ def test_each_bad_input_goes_to_the_dlq_with_its_reason_and_the_worker_keeps_goi
 
 
 def test_kill_9_of_one_worker_loses_no_post(kafka_bootstrap, topics, workers, tmp_path):
-    workers += [start_worker(kafka_bootstrap, topics, tmp_path, f"w{i}", session_timeout_ms="6000") for i in range(2)]
+    workers += [
+        start_worker(kafka_bootstrap, topics, tmp_path, f"w{i}", session_timeout_ms="6000") for i in range(2)
+    ]
     for worker in workers:
         worker.wait_assigned()
     n = 1500
@@ -112,7 +116,9 @@ def test_kill_9_of_one_worker_loses_no_post(kafka_bootstrap, topics, workers, tm
     assert workers[1].metrics()["stream_ner_assigned_partitions"] == PARTITIONS
 
 
-def test_sigterm_exits_cleanly_and_commits_nothing_past_an_unprocessed_post(kafka_bootstrap, topics, workers, tmp_path):
+def test_sigterm_exits_cleanly_and_commits_nothing_past_an_unprocessed_post(
+    kafka_bootstrap, topics, workers, tmp_path
+):
     workers.append(start_worker(kafka_bootstrap, topics, tmp_path, "w0"))
     workers[0].wait_assigned()
     n = 2000
@@ -128,7 +134,9 @@ def test_sigterm_exits_cleanly_and_commits_nothing_past_an_unprocessed_post(kafk
     assert sum(max(o, 0) for o in offsets.values()) < n, "the worker stopped mid-stream"
     for partition, offset in offsets.items():
         unprocessed = [o for o in range(max(offset, 0)) if (partition, o) not in done]
-        assert not unprocessed, f"partition {partition}: committed {offset} past unprocessed {unprocessed[:5]}"
+        assert not unprocessed, (
+            f"partition {partition}: committed {offset} past unprocessed {unprocessed[:5]}"
+        )
     assert "worker stopped" in workers[0].log()
 
 

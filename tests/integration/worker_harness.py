@@ -87,18 +87,24 @@ class WorkerProcess:
         self.proc.wait(10)
 
 
-def start_worker(bootstrap: str, topics: Topics, log_dir: Path, name: str, **worker_env: str) -> WorkerProcess:
+def start_worker(
+    bootstrap: str, topics: Topics, log_dir: Path, name: str, **worker_env: str
+) -> WorkerProcess:
     port = free_port()
-    env = os.environ | {
-        "STREAM_NER_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
-        "STREAM_NER_TOPICS__RAW_POSTS": topics.raw,
-        "STREAM_NER_TOPICS__ENTITIES": topics.entities,
-        "STREAM_NER_TOPICS__DLQ": topics.dlq,
-        "STREAM_NER_WORKER__GROUP_ID": topics.group,
-        "STREAM_NER_WORKER__METRICS_PORT": str(port),
-        "STREAM_NER_MODEL__INTRA_OP_THREADS": "1",
-        "STREAM_NER_LOG_LEVEL": "INFO",
-    } | {f"STREAM_NER_WORKER__{k.upper()}": v for k, v in worker_env.items()}
+    env = (
+        os.environ
+        | {
+            "STREAM_NER_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+            "STREAM_NER_TOPICS__RAW_POSTS": topics.raw,
+            "STREAM_NER_TOPICS__ENTITIES": topics.entities,
+            "STREAM_NER_TOPICS__DLQ": topics.dlq,
+            "STREAM_NER_WORKER__GROUP_ID": topics.group,
+            "STREAM_NER_WORKER__METRICS_PORT": str(port),
+            "STREAM_NER_MODEL__INTRA_OP_THREADS": "1",
+            "STREAM_NER_LOG_LEVEL": "INFO",
+        }
+        | {f"STREAM_NER_WORKER__{k.upper()}": v for k, v in worker_env.items()}
+    )
     log_path = log_dir / f"{name}.log"
     proc = subprocess.Popen(
         [sys.executable, "-m", "stream_ner", "worker", "--name", name],
@@ -114,7 +120,9 @@ def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes 
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5})
     errors: list[str] = []
     for key, value in records:
-        producer.produce(topic, value=value, key=key, on_delivery=lambda e, m: errors.append(str(e)) if e else None)
+        producer.produce(
+            topic, value=value, key=key, on_delivery=lambda e, m: errors.append(str(e)) if e else None
+        )
         producer.poll(0)
     assert producer.flush(30) == 0
     assert not errors, errors
@@ -122,11 +130,17 @@ def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes 
 
 def post(i: int, text: str | None = None, **extra) -> tuple[bytes, bytes]:
     pid = f"post-{i:05d}"
-    body = {"id": pid, "text": text or f"Post {i}: loving the new Nike shoes I bought in London #{i}", **extra}
+    body = {
+        "id": pid,
+        "text": text or f"Post {i}: loving the new Nike shoes I bought in London #{i}",
+        **extra,
+    }
     return pid.encode(), json.dumps(body).encode()
 
 
-def read_all(bootstrap: str, topic: str, expect: int, timeout: float = 120.0, idle: float = 0.0) -> list[dict]:
+def read_all(
+    bootstrap: str, topic: str, expect: int, timeout: float = 120.0, idle: float = 0.0
+) -> list[dict]:
     """Read ``topic`` from the start until ``expect`` records arrived (then ``idle`` more quiet seconds)."""
     consumer = Consumer(
         {

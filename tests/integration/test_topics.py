@@ -1,0 +1,69 @@
+"""Topics as code on a real broker: apply creates and mends, check reports drift."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewPartitions
+
+from stream_ner import topics
+from stream_ner.settings import Settings, TopicSettings
+
+
+def _eventually(check, timeout: float = 15.0):
+    """Cluster changes propagate asynchronously: retry ``check`` until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while not (result := check()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return result
+
+
+def _settings() -> Settings:
+    tag = uuid.uuid4().hex[:8]
+    return Settings(
+        topics=TopicSettings(
+            raw_posts=f"t-{tag}.raw",
+            entities=f"t-{tag}.entities",
+            brand_aggregates=f"t-{tag}.aggregates",
+            dlq=f"t-{tag}.dlq",
+            replication_factor=1,
+        )
+    )
+
+
+def test_apply_is_idempotent_and_check_finds_then_forgets_drift(kafka_bootstrap):
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    specs = topics.load_specs(_settings())
+    assert {d.what for d in topics.check(admin, specs)} == {"existence"}
+
+    created = topics.apply(admin, specs)
+    assert len(created) == 4 and all(line.startswith("created") for line in created)
+    assert topics.check(admin, specs) == []
+    assert topics.apply(admin, specs) == []
+
+    raw = next(s for s in specs if s.setting == "raw_posts")
+    change = ConfigEntry("retention.ms", "1000", incremental_operation=AlterConfigOpType.SET)
+    for future in admin.incremental_alter_configs(
+        [ConfigResource(ConfigResource.Type.TOPIC, raw.name, incremental_configs=[change])]
+    ).values():
+        future.result(15)
+    drifts = _eventually(lambda: topics.check(admin, specs))
+    assert [(d.topic, d.what, d.actual) for d in drifts] == [(raw.name, "config retention.ms", "1000")]
+
+    assert topics.apply(admin, specs) == [
+        f"{raw.name}: config retention.ms 1000 -> {raw.config['retention.ms']}"
+    ]
+    assert topics.check(admin, specs) == []
+
+
+def test_more_partitions_than_the_spec_is_reported_and_not_fixable(kafka_bootstrap):
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    specs = topics.load_specs(_settings())
+    topics.apply(admin, specs)
+    dlq = next(s for s in specs if s.setting == "dlq")
+    for future in admin.create_partitions([NewPartitions(dlq.name, dlq.partitions + 2)]).values():
+        future.result(15)
+    [drift] = _eventually(lambda: topics.check(admin, specs))
+    assert (drift.what, drift.fixable) == ("partitions", False)
+    assert topics.apply(admin, specs) == [f"cannot fix: {drift}"]
