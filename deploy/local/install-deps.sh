@@ -46,5 +46,5 @@ else
 fi
 
 # 4. Kafka jars
-KAFKA_VERSION="$KAFKA_VERSION" KAFKA_LIB_DIR="$KAFKA_LIB_DIR" "$HERE/kafka/kafka-local.sh" fetch >/dev/null
+KAFKA_VERSION="$KAFKA_VERSION" KAFKA_LIB_DIR="$KAFKA_LIB_DIR" bash "$HERE/kafka/kafka-local.sh" fetch >/dev/null
 say "kafka $KAFKA_VERSION jars ok ($(find "$KAFKA_LIB_DIR" -name '*.jar' | wc -l) jars in $KAFKA_LIB_DIR)"

@@ -12,6 +12,7 @@
 #   STREAM_NER_LOCAL_STATE_DIR   where instance state files live (default: deploy/local/.run)
 #   REDIS_PORT            port; empty: a free port
 #   REDIS_RUN_DIR         working dir + log; empty: a new temp dir, removed on stop
+#   REDIS_OWNER_PID       when set, the server is stopped once that process is gone (test runs)
 #   REDIS_SERVER          the redis-server binary (default: redis-server on PATH), REDIS_START_TIMEOUT (s)
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -58,8 +59,14 @@ start() {
       --save "" --appendonly no --protected-mode yes --logfile "$run/redis.log" \
       > "$run/redis.out" 2>&1 < /dev/null) &
   local pid=$!
-  printf 'REDIS_PID=%s\nREDIS_RUN=%s\nREDIS_RUN_OWNED=%s\nREDIS_URL=redis://127.0.0.1:%s/0\nREDIS_LOG=%s\n' \
-      "$pid" "$run" "$owned" "$port" "$run/redis.log" > "$REDIS_STATE_FILE"
+  printf 'REDIS_PID=%s\nREDIS_RUN=%s\nREDIS_RUN_OWNED=%s\nREDIS_ADDRESS=127.0.0.1:%s\nREDIS_URL=redis://127.0.0.1:%s/0\nREDIS_LOG=%s\n' \
+      "$pid" "$run" "$owned" "$port" "$port" "$run/redis.log" > "$REDIS_STATE_FILE"
+  if [ -n "${REDIS_OWNER_PID:-}" ]; then
+    # watchdog: a killed owner (e.g. a test run ended with kill -9) leaves no orphan server behind
+    ( while kill -0 "$REDIS_OWNER_PID" 2>/dev/null && is_ours "$pid" "$run"; do sleep 1; done
+      if is_ours "$pid" "$run"; then REDIS_STATE_FILE="$REDIS_STATE_FILE" bash "${BASH_SOURCE[0]}" stop; fi
+    ) < /dev/null > /dev/null 2>&1 &
+  fi
   local deadline=$((SECONDS + REDIS_START_TIMEOUT))
   until ping_ok "$port"; do
     if ! kill -0 "$pid" 2>/dev/null; then

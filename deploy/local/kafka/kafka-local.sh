@@ -14,7 +14,9 @@
 #   KAFKA_PORT             client port; empty: a free port
 #   KAFKA_CONTROLLER_PORT  controller port; empty: a free port
 #   KAFKA_RUN_DIR          data + logs dir; empty: a new temp dir, removed on stop
-#   KAFKA_LIB_DIR          jar cache (default: deploy/local/kafka/.libs/VERSION)
+#   KAFKA_CACHE_DIR        jar caches by version (default: deploy/local/kafka/.libs)
+#   KAFKA_LIB_DIR          this version's jar cache (default: KAFKA_CACHE_DIR/VERSION)
+#   KAFKA_OWNER_PID        when set, the broker is stopped once that process is gone (test runs)
 #   KAFKA_VERSION, KAFKA_START_TIMEOUT (s), KAFKA_HEAP_OPTS, KAFKA_JVM_PERFORMANCE_OPTS, KAFKA_OPTS
 # Needs Java 17+ and, for the first fetch, Maven 3 with access to Maven Central.
 set -euo pipefail
@@ -25,7 +27,8 @@ KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-}"
 KAFKA_INSTANCE="${KAFKA_INSTANCE:-default}"
 STATE_DIR="${STREAM_NER_LOCAL_STATE_DIR:-$(dirname "$HERE")/.run}"
 KAFKA_STATE_FILE="${KAFKA_STATE_FILE:-$STATE_DIR/kafka-$KAFKA_INSTANCE.env}"
-KAFKA_LIB_DIR="${KAFKA_LIB_DIR:-$HERE/.libs/$KAFKA_VERSION}"
+KAFKA_CACHE_DIR="${KAFKA_CACHE_DIR:-$HERE/.libs}"
+KAFKA_LIB_DIR="${KAFKA_LIB_DIR:-$KAFKA_CACHE_DIR/$KAFKA_VERSION}"
 KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-120}"
 KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms128m -Xmx512m}"
 KAFKA_JVM_PERFORMANCE_OPTS="${KAFKA_JVM_PERFORMANCE_OPTS:--server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent -XX:TieredStopAtLevel=1 -Djava.awt.headless=true}"
@@ -102,8 +105,14 @@ start() {
       ${KAFKA_OPTS:-} -cp "$cp" kafka.Kafka "$run/server.properties" \
       > "$run/logs/server.out" 2>&1 < /dev/null &
   local pid=$!
-  printf 'KAFKA_PID=%s\nKAFKA_RUN=%s\nKAFKA_RUN_OWNED=%s\nKAFKA_BOOTSTRAP=127.0.0.1:%s\nKAFKA_LOG=%s\n' \
-      "$pid" "$run" "$owned" "$port" "$run/logs/server.out" > "$KAFKA_STATE_FILE"
+  printf 'KAFKA_PID=%s\nKAFKA_RUN=%s\nKAFKA_RUN_OWNED=%s\nKAFKA_ADDRESS=127.0.0.1:%s\nKAFKA_BOOTSTRAP=127.0.0.1:%s\nKAFKA_LOG=%s\n' \
+      "$pid" "$run" "$owned" "$port" "$port" "$run/logs/server.out" > "$KAFKA_STATE_FILE"
+  if [ -n "${KAFKA_OWNER_PID:-}" ]; then
+    # watchdog: a killed owner (e.g. a test run ended with kill -9) leaves no orphan broker behind
+    ( while kill -0 "$KAFKA_OWNER_PID" 2>/dev/null && is_ours "$pid" "$run"; do sleep 1; done
+      if is_ours "$pid" "$run"; then KAFKA_STATE_FILE="$KAFKA_STATE_FILE" bash "${BASH_SOURCE[0]}" stop; fi
+    ) < /dev/null > /dev/null 2>&1 &
+  fi
   local deadline=$((SECONDS + KAFKA_START_TIMEOUT))
   until grep -q 'Kafka Server started' "$run/logs/server.out" 2>/dev/null; do
     if ! kill -0 "$pid" 2>/dev/null; then
