@@ -1,0 +1,74 @@
+"""``stream-ner local up|down|status``: a long-lived local Kafka broker and Redis for running pieces by hand.
+
+``up`` starts both on 127.0.0.1 (Kafka on 9092, Redis on 6379 unless told otherwise) and returns; they
+keep running after the command exits until ``down``. The defaults match the settings' defaults, so
+``stream-ner topics apply``, ``worker``, ``aggregate`` and ``tail`` find them without configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+_NAME = "local"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``local`` command group."""
+    parser = subparsers.add_parser("local", help="start/stop a long-lived local Kafka broker and Redis")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    up = actions.add_parser("up", help="start Kafka and Redis on 127.0.0.1 and leave them running")
+    up.add_argument("--kafka-port", type=int, default=9092, help="Kafka client port (default 9092)")
+    up.add_argument("--redis-port", type=int, default=6379, help="Redis port (default 6379)")
+    up.set_defaults(handler=run_up)
+    down = actions.add_parser("down", help="stop the Kafka and Redis started by 'local up'")
+    down.set_defaults(handler=run_down)
+    status = actions.add_parser("status", help="show whether they run; exit code 3 if one does not")
+    status.set_defaults(handler=run_status)
+
+
+def run_up(args: argparse.Namespace) -> int:
+    """Start whichever of the two is not running yet."""
+    from stream_ner import localstack
+
+    kafka = localstack.find("kafka", _NAME) or localstack.start_kafka(args.kafka_port, name=_NAME)
+    try:
+        redis = localstack.find("redis", _NAME) or localstack.start_redis(args.redis_port, name=_NAME)
+    except localstack.LocalStackError:
+        kafka.stop()
+        raise
+    print(f"kafka  {kafka.bootstrap}  (pid {kafka.pid}, logs {kafka.log})")
+    print(f"redis  {redis.url}  (pid {redis.pid}, logs {redis.log})")
+    if (kafka.port, redis.port) != (9092, 6379):
+        print(f"export STREAM_NER_KAFKA__BOOTSTRAP_SERVERS={kafka.bootstrap}")
+        print(f"export STREAM_NER_REDIS__URL={redis.url}")
+    print("stop them with: stream-ner local down")
+    return 0
+
+
+def run_down(args: argparse.Namespace) -> int:
+    """Stop both; stopping what is not running is not an error."""
+    from stream_ner import localstack
+
+    for kind in ("kafka", "redis"):
+        service = localstack.find(kind, _NAME)
+        if service is None:
+            print(f"{kind:6} not running")
+        else:
+            service.stop()
+            print(f"{kind:6} stopped ({service.address})")
+    return 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    """Print each service's address and PID; 0 when both run, 3 otherwise."""
+    from stream_ner import localstack
+
+    code = 0
+    for kind in ("kafka", "redis"):
+        service = localstack.find(kind, _NAME)
+        if service is None:
+            print(f"{kind:6} not running")
+            code = 3
+        else:
+            print(f"{kind:6} {service.url}  (pid {service.pid}, logs {service.log})")
+    return code
