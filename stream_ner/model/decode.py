@@ -1,0 +1,189 @@
+"""Logits to entities: window merge, subword aggregation, BIO/BIOES decoding, character spans. Pure numpy.
+
+For one text the steps are:
+
+1. ``merge_windows``: every token takes its logits from the window where it has the most context on
+   both sides (overlaps are resolved per token, before decoding, so an entity is never found twice nor
+   lost at a window edge).
+2. ``aggregate_words``: softmax, then one probability vector per pre-tokenizer word from its subword
+   tokens: ``first`` (the first subword's), ``average`` (the mean over subwords) or ``max`` (the subword
+   whose best label is the most probable).
+3. ``decode_tags``: each word's tag is its most probable label; BIO or BIOES turns tags into word runs.
+   An ``I-``/``E-`` that does not continue an open entity of the same label starts a new one; a label
+   change or ``O`` ends the open one.
+4. ``to_entities``: character spans from the words' token offsets, trimmed of leading and trailing
+   whitespace and invisible format characters. An entity's ``score`` is the mean, over its words, of the
+   probability of each word's predicted tag.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from stream_ner.model.entity import Entity
+
+Aggregation = Literal["first", "average", "max"]
+Scheme = Literal["BIO", "BIOES"]
+AGGREGATIONS: tuple[str, ...] = ("first", "average", "max")
+SCHEMES: tuple[str, ...] = ("BIO", "BIOES")
+
+_PREFIX_ALIASES = {"L": "E", "U": "S"}  # BILOU spellings of BIOES
+
+
+@dataclass(frozen=True, slots=True)
+class TagSet:
+    """The label map as (prefix, type) per id: ``B-PER`` -> ``("B", "PER")``, ``O`` -> ``("O", "")``."""
+
+    prefixes: tuple[str, ...]
+    types: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, id2label: list[str], scheme: str) -> TagSet:
+        """Validate the labels against the scheme; raise ``ValueError`` on a label it cannot produce."""
+        if scheme not in SCHEMES:
+            raise ValueError(f"unknown scheme {scheme!r}; expected one of {SCHEMES}")
+        allowed = {"O", "B", "I"} | ({"E", "S"} if scheme == "BIOES" else set())
+        prefixes, types = [], []
+        for label in id2label:
+            prefix, _, kind = label.partition("-")
+            prefix = _PREFIX_ALIASES.get(prefix, prefix)
+            if prefix not in allowed or (prefix == "O") != (kind == ""):
+                raise ValueError(f"label {label!r} does not fit the {scheme} scheme")
+            prefixes.append(prefix)
+            types.append(kind)
+        if "O" not in prefixes:
+            raise ValueError("the label map has no 'O' label")
+        return cls(tuple(prefixes), tuple(types))
+
+    @property
+    def outside(self) -> np.ndarray:
+        """Boolean mask of the ``O`` label ids."""
+        return np.asarray([p == "O" for p in self.prefixes])
+
+
+def merge_windows(n_tokens: int, spans: list[tuple[int, int]], logits: list[np.ndarray]) -> np.ndarray:
+    """One ``[n_tokens, labels]`` array from per-window logits ``[end - start, labels]``.
+
+    A token covered by several windows takes the window where its distance to the nearer cut edge is the
+    largest (an edge at the text's own start or end is no cut).
+    """
+    if len(spans) == 1:
+        return logits[0]
+    out = np.empty((n_tokens, logits[0].shape[-1]), dtype=logits[0].dtype)
+    best = np.full(n_tokens, -1, dtype=np.int64)
+    big = n_tokens + 1
+    for (start, end), window in zip(spans, logits, strict=True):
+        pos = np.arange(start, end)
+        left = pos - start if start > 0 else np.full(end - start, big)
+        right = end - 1 - pos if end < n_tokens else np.full(end - start, big)
+        context = np.minimum(left, right)
+        better = context > best[start:end]
+        out[start:end][better] = window[better]
+        best[start:end][better] = context[better]
+    return out
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis, in float32."""
+    x = logits.astype(np.float32, copy=False)
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def word_starts(word_ids: np.ndarray) -> np.ndarray:
+    """Index of each word's first token; a ``-1`` token (literal special token) is a word of its own."""
+    if len(word_ids) == 0:
+        return np.zeros(0, dtype=np.int64)
+    change = np.ones(len(word_ids), dtype=bool)
+    change[1:] = (word_ids[1:] != word_ids[:-1]) | (word_ids[1:] == -1)
+    return np.flatnonzero(change)
+
+
+def aggregate_words(probs: np.ndarray, starts: np.ndarray, strategy: str) -> np.ndarray:
+    """One probability vector per word (``[words, labels]``) from token probabilities ``[tokens, labels]``."""
+    if strategy == "first":
+        return probs[starts]
+    if strategy == "average":
+        sizes = np.diff(np.append(starts, len(probs)))
+        return np.add.reduceat(probs, starts, axis=0) / sizes[:, None]
+    if strategy == "max":
+        best = probs.max(axis=-1)
+        words = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, len(probs))))
+        order = np.lexsort((-best, words))  # per word, most confident token first
+        first_of_word = order[np.searchsorted(words[order], np.arange(len(starts)))]
+        return probs[first_of_word]
+    raise ValueError(f"unknown aggregation {strategy!r}; expected one of {AGGREGATIONS}")
+
+
+def decode_tags(tags: np.ndarray, tagset: TagSet) -> list[tuple[int, int, str]]:
+    """Word runs ``(first_word, last_word_exclusive, type)`` from per-word label ids, BIO or BIOES."""
+    runs: list[tuple[int, int, str]] = []
+    start, kind, last = -1, "", -2
+    for i in np.flatnonzero(~tagset.outside[tags]).tolist():
+        prefix, label = tagset.prefixes[tags[i]], tagset.types[tags[i]]
+        continues = start >= 0 and i == last + 1 and label == kind and prefix in ("I", "E")
+        if not continues:
+            if start >= 0:
+                runs.append((start, last + 1, kind))
+            start, kind = i, label
+        last = i
+        if prefix in ("E", "S"):
+            runs.append((start, i + 1, kind))
+            start = -1
+    if start >= 0:
+        runs.append((start, last + 1, kind))
+    return runs
+
+
+def to_entities(
+    text: str,
+    runs: list[tuple[int, int, str]],
+    word_start_chars: np.ndarray,
+    word_end_chars: np.ndarray,
+    word_scores: np.ndarray,
+) -> list[Entity]:
+    """Entities with trimmed character spans; a run that trims to nothing is dropped."""
+    out = []
+    for first, stop, label in runs:
+        start, end = int(word_start_chars[first]), int(word_end_chars[stop - 1])
+        while start < end and _invisible(text[start]):
+            start += 1
+        while end > start and _invisible(text[end - 1]):
+            end -= 1
+        if start < end:
+            score = float(word_scores[first:stop].mean())
+            out.append(Entity(start=start, end=end, label=label, score=score, text=text[start:end]))
+    return out
+
+
+def decode_text(
+    text: str,
+    logits: np.ndarray,
+    offsets: np.ndarray,
+    word_ids: np.ndarray,
+    tagset: TagSet,
+    aggregation: str,
+) -> list[Entity]:
+    """Entities of one text from its merged token logits ``[tokens, labels]`` (steps 2-4 of the module)."""
+    if len(logits) == 0:
+        return []
+    starts = word_starts(word_ids)
+    words = aggregate_words(softmax(logits), starts, aggregation)
+    tags = words.argmax(axis=-1)
+    specials = word_ids[starts] == -1
+    if specials.any():
+        tags[specials] = int(np.flatnonzero(tagset.outside)[0])
+    if tagset.outside[tags].all():
+        return []
+    scores = words[np.arange(len(tags)), tags]
+    char_starts = np.minimum.reduceat(offsets[:, 0], starts)
+    char_ends = np.maximum.reduceat(offsets[:, 1], starts)
+    return to_entities(text, decode_tags(tags, tagset), char_starts, char_ends, scores)
+
+
+def _invisible(ch: str) -> bool:
+    return ch.isspace() or unicodedata.category(ch) in ("Cf", "Cc")

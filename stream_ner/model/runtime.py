@@ -1,0 +1,264 @@
+"""``NerModel``: a model artifact loaded for inference (onnxruntime, tokenizers and numpy; no torch).
+
+``predict`` is the hot path: one ``encode_batch`` call, sliding windows for long texts, length-bucketed
+batches padded per batch, one session run per batch, numpy decoding. It is meant to be called from one
+thread at a time (the worker's inference thread); the session is created once at load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stream_ner.errors import ModelError
+from stream_ner.model import artifact
+from stream_ner.model.decode import AGGREGATIONS, TagSet, decode_text, merge_windows
+from stream_ner.model.entity import Entity
+from stream_ner.model.providers import Runner, create_session, cuda_available
+from stream_ner.model.windows import WindowTokenizer, plan_windows
+
+DEFAULT_PATH = Path(__file__).parent / "default"
+"""The model shipped in the package."""
+
+_TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "shape_ids")
+_DTYPES = {
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(bool)": np.bool_,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Input:
+    """One graph input: its name, numpy dtype and rank."""
+
+    name: str
+    dtype: Any
+    rank: int
+
+
+class NerModel:
+    """A NER model ready to run: ``NerModel.load(path).predict(texts)``.
+
+    Attributes: ``name`` and ``version`` (from the manifest), ``precision`` of the graph loaded,
+    ``providers`` in use, ``labels`` (entity types), ``max_length`` (tokens per window, specials included).
+    """
+
+    def __init__(
+        self,
+        *,
+        manifest: dict[str, Any],
+        config: dict[str, Any],
+        tokenizer: WindowTokenizer,
+        runner: Runner,
+        precision: str,
+        aggregation: str,
+        max_batch_size: int,
+        max_batch_tokens: int,
+    ) -> None:
+        self.name = str(manifest.get("name", "unnamed"))
+        self.version = str(manifest.get("version", "0"))
+        self.manifest = manifest
+        self.precision = precision
+        self.providers: list[str] = list(runner.session.get_providers())
+        self.max_length = int(config.get("max_length", 128))
+        self.stride = int(config.get("stride", 32))
+        self.aggregation = aggregation
+        self.max_batch_size = max_batch_size
+        self.max_batch_tokens = max_batch_tokens
+        self.tokenizer = tokenizer
+        self._runner = runner
+        try:
+            self._tagset = TagSet.parse(list(config["id2label"]), str(config.get("scheme", "BIO")))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"bad label map in {artifact.NER_CONFIG}: {exc}") from exc
+        self.labels = sorted({t for t in self._tagset.types if t})
+        self._span = self.max_length - tokenizer.specials
+        if not 0 <= self.stride < self._span:
+            raise ModelError(
+                f"stride {self.stride} must be below max_length minus special tokens ({self._span})"
+            )
+        self._inputs, self._constants = _plan_inputs(runner, config.get("inputs") or {})
+        self._check_labels(runner, len(self._tagset.prefixes))
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path | None = None,
+        *,
+        precision: str = "auto",
+        require_gpu: bool = False,
+        intra_op_threads: int = 0,
+        aggregation: str | None = None,
+        max_batch_size: int = 32,
+        max_batch_tokens: int = 8192,
+        verify: bool = True,
+    ) -> NerModel:
+        """Load an artifact directory (``None``: the default model shipped in the package).
+
+        ``precision`` ``auto`` picks fp16 on CUDA when the artifact has it, else int8 when it has it, else
+        fp32. ``aggregation`` overrides the artifact's subword strategy (first, average, max).
+        ``max_batch_size`` and ``max_batch_tokens`` bound one session run. ``verify`` checks the
+        sha256 of the files used against the manifest. Every problem is a ``ModelError``
+        (``GpuUnavailableError`` when ``require_gpu`` cannot be met).
+        """
+        root = Path(path) if path is not None else DEFAULT_PATH
+        if not root.is_dir():
+            raise ModelError(f"model artifact {root} is not a directory")
+        manifest = _read_json(root / artifact.MANIFEST)
+        config = _read_json(root / artifact.NER_CONFIG)
+        use_cuda = cuda_available()
+        chosen = _choose_precision(root, precision, use_cuda)
+        graph = root / artifact.graph_name(chosen)
+        if verify:
+            _verify(root, manifest, [artifact.NER_CONFIG, artifact.TOKENIZER, graph.name])
+        strategy = aggregation or str(config.get("aggregation", "first"))
+        if strategy not in AGGREGATIONS:
+            raise ModelError(f"unknown aggregation {strategy!r}; expected one of {AGGREGATIONS}")
+        session = create_session(
+            graph, use_cuda=use_cuda, require_gpu=require_gpu, intra_op_threads=intra_op_threads
+        )
+        names = {i.name for i in session.get_inputs()}
+        tokenizer = WindowTokenizer.from_file(root / artifact.TOKENIZER, with_shapes="shape_ids" in names)
+        return cls(
+            manifest=manifest,
+            config=config,
+            tokenizer=tokenizer,
+            runner=Runner(session),
+            precision=chosen,
+            aggregation=strategy,
+            max_batch_size=max_batch_size,
+            max_batch_tokens=max_batch_tokens,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> NerModel:
+        """Load from a ``stream_ner.settings.ModelSettings``."""
+        return cls.load(
+            settings.path,
+            precision=settings.precision,
+            require_gpu=settings.require_gpu,
+            intra_op_threads=settings.intra_op_threads,
+        )
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        """Tokens per text including special tokens; a text longer than ``max_length`` runs in windows."""
+        return self.tokenizer.count_tokens(texts)
+
+    def predict(self, texts: list[str]) -> list[list[Entity]]:
+        """Entities per text, in input order; offsets are into each original text (end exclusive)."""
+        encoded = self.tokenizer.encode(texts)
+        windows = plan_windows([len(e) for e in encoded], self._span, self.stride)
+        pieces: dict[int, list[tuple[tuple[int, int], np.ndarray]]] = defaultdict(list)
+        for batch in self.tokenizer.make_batches(
+            encoded, windows, max_batch_size=self.max_batch_size, max_batch_tokens=self.max_batch_tokens
+        ):
+            logits = self._runner.run(self._feed(batch.arrays))
+            p = batch.prefix
+            for row, w in enumerate(batch.windows):
+                pieces[w.text_index].append(((w.start, w.end), logits[row, p : p + w.length]))
+        out: list[list[Entity]] = []
+        for index, enc in enumerate(encoded):
+            found = pieces.get(index)
+            if not found:
+                out.append([])
+                continue
+            found.sort(key=lambda piece: piece[0][0])
+            merged = merge_windows(len(enc), [s for s, _ in found], [x for _, x in found])
+            out.append(
+                decode_text(enc.text, merged, enc.offsets, enc.word_ids, self._tagset, self.aggregation)
+            )
+        return out
+
+    def _feed(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        rows, width = arrays["input_ids"].shape
+        feed = {i.name: arrays[i.name].astype(i.dtype, copy=False) for i in self._inputs}
+        for spec, value in self._constants:
+            shape = ((), (rows,), (rows, width))[spec.rank]
+            feed[spec.name] = np.full(shape, value, dtype=spec.dtype)
+        return feed
+
+    def _check_labels(self, runner: Runner, n_labels: int) -> None:
+        outputs = {o.name: o for o in runner.session.get_outputs()}
+        if runner.output not in outputs:
+            raise ModelError(f"the graph has no {runner.output!r} output (outputs: {sorted(outputs)})")
+        size = outputs[runner.output].shape[-1]
+        if isinstance(size, int) and size != n_labels:
+            raise ModelError(f"the graph outputs {size} labels but {artifact.NER_CONFIG} lists {n_labels}")
+
+    def __repr__(self) -> str:
+        return f"NerModel({self.name!r}, {self.version!r}, precision={self.precision!r}, {self.providers})"
+
+
+def _plan_inputs(runner: Runner, constants: dict[str, Any]) -> tuple[list[_Input], list[tuple[_Input, Any]]]:
+    """Split the graph's inputs into token arrays we compute and constants from ``ner_config['inputs']``."""
+    computed, constant = [], []
+    for node in runner.session.get_inputs():
+        dtype = _DTYPES.get(node.type)
+        if dtype is None:
+            raise ModelError(f"input {node.name!r} has unsupported type {node.type}")
+        spec = _Input(node.name, dtype, len(node.shape))
+        if node.name in _TOKEN_INPUTS:
+            computed.append(spec)
+        elif node.name in constants:
+            if spec.rank > 2:
+                raise ModelError(f"constant input {node.name!r} has rank {spec.rank}; at most 2 is supported")
+            constant.append((spec, constants[node.name]))
+        else:
+            raise ModelError(
+                f"the graph takes an input {node.name!r} this runtime does not know and "
+                f"{artifact.NER_CONFIG} gives no default for it"
+            )
+    if not any(s.name == "input_ids" for s in computed):
+        raise ModelError("the graph takes no 'input_ids'")
+    return computed, constant
+
+
+def _choose_precision(root: Path, precision: str, use_cuda: bool) -> str:
+    present = [p for p in artifact.PRECISIONS if (root / artifact.graph_name(p)).is_file()]
+    if precision != "auto":
+        if precision not in artifact.PRECISIONS:
+            raise ModelError(
+                f"unknown precision {precision!r}; expected auto or one of {artifact.PRECISIONS}"
+            )
+        if precision not in present:
+            raise ModelError(f"{root} has no {precision} graph (has: {', '.join(present) or 'none'})")
+        return precision
+    preference = ("fp16", "fp32", "int8") if use_cuda else ("int8", "fp32")
+    for candidate in preference:
+        if candidate in present:
+            return candidate
+    raise ModelError(f"{root} has no graph usable here (has: {', '.join(present) or 'none'})")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ModelError(f"{path} is not a JSON object")
+    return data
+
+
+def _verify(root: Path, manifest: dict[str, Any], names: list[str]) -> None:
+    """Check the files' sha256 against ``manifest['files']`` (files it does not list are not checked)."""
+    listed = manifest.get("files") or {}
+    for name in names:
+        expected = listed.get(name)
+        if expected is None:
+            continue
+        digest = hashlib.sha256()
+        with open(root / name, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        if digest.hexdigest() != expected:
+            raise ModelError(f"{root / name} does not match the sha256 in {artifact.MANIFEST}")
