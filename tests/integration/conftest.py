@@ -46,9 +46,11 @@ def _start(config: pytest.Config, start: Callable[[], localstack.LocalService]) 
     try:
         service = start()
     except localstack.LocalStackError as exc:
-        pytest.fail(
-            f"integration tests need a local {start.__name__.removeprefix('start_')}: {exc}", pytrace=False
-        )
+        failure = f"integration tests need a local {start.__name__.removeprefix('start_')}: {exc}"
+    else:
+        failure = ""
+    if failure:  # raised outside the except block: the report shows the reason, no chained traceback
+        pytest.fail(failure, pytrace=False)
     seconds = time.monotonic() - began
     config.stash.setdefault(_STARTUPS, []).append(
         f"local {service.kind} at {service.address} ready in {seconds:.2f} s (logs: {service.log})"
