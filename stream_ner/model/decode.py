@@ -34,12 +34,14 @@ SCHEMES: tuple[str, ...] = ("BIO", "BIOES")
 _PREFIX_ALIASES = {"L": "E", "U": "S"}  # BILOU spellings of BIOES
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class TagSet:
     """The label map as (prefix, type) per id: ``B-PER`` -> ``("B", "PER")``, ``O`` -> ``("O", "")``."""
 
     prefixes: tuple[str, ...]
     types: tuple[str, ...]
+    outside: np.ndarray
+    """Boolean mask of the ``O`` label ids."""
 
     @classmethod
     def parse(cls, id2label: list[str], scheme: str) -> TagSet:
@@ -57,12 +59,7 @@ class TagSet:
             types.append(kind)
         if "O" not in prefixes:
             raise ValueError("the label map has no 'O' label")
-        return cls(tuple(prefixes), tuple(types))
-
-    @property
-    def outside(self) -> np.ndarray:
-        """Boolean mask of the ``O`` label ids."""
-        return np.asarray([p == "O" for p in self.prefixes])
+        return cls(tuple(prefixes), tuple(types), np.asarray([p == "O" for p in prefixes]))
 
 
 def merge_windows(n_tokens: int, spans: list[tuple[int, int]], logits: list[np.ndarray]) -> np.ndarray:

@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tokenizers import Tokenizer
+from tokenizers import Regex, Tokenizer, pre_tokenizers
 
 from stream_ner.errors import ModelError
 from stream_ner.model.features import shape_ids
 
 _PAD_TOKENS = ("[PAD]", "<pad>", "<PAD>")
+SYMBOL_RUN = r"[\p{So}\p{Sk}][\p{So}\p{Sk}\p{Mn}\x{200D}]*"
+"""Emoji and other symbols with their modifiers, joiners and variation selectors: a word of their own."""
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -68,13 +70,22 @@ class Batch:
 
 
 class WindowTokenizer:
-    """A fast tokenizer set up for windowed inference: no truncation, no padding, specials added by hand."""
+    """A fast tokenizer set up for windowed inference: no truncation, no padding, specials added by hand.
+
+    Runs of emoji and other symbols (``SYMBOL_RUN``) are split off as words of their own before the
+    tokenizer's own pre-tokenizer runs: a WordPiece vocabulary turns a whole word into ``[UNK]`` when it
+    cannot spell one character, so ``London👍`` would otherwise hide ``London`` from the model.
+    Training data is pre-split into words, where emoji are already separate.
+    """
 
     def __init__(self, tokenizer: Tokenizer, *, with_shapes: bool) -> None:
         padding = tokenizer.padding
         self.pad_id = int(padding["pad_id"]) if padding else _find_pad_id(tokenizer)
         tokenizer.no_truncation()
         tokenizer.no_padding()
+        isolate = pre_tokenizers.Split(Regex(SYMBOL_RUN), behavior="isolated")
+        own = tokenizer.pre_tokenizer
+        tokenizer.pre_tokenizer = isolate if own is None else pre_tokenizers.Sequence([isolate, own])
         self.tokenizer = tokenizer
         self.with_shapes = with_shapes
         probe = tokenizer.encode("a", add_special_tokens=True)

@@ -1,0 +1,156 @@
+"""Decoding on hand-made logits: BIO/BIOES rules, subword aggregation, window merge, character spans."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stream_ner.model.decode import (
+    TagSet,
+    aggregate_words,
+    decode_tags,
+    decode_text,
+    merge_windows,
+    softmax,
+    word_starts,
+)
+from stream_ner.model.entity import Entity
+
+BIO = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG"]
+BIOES = ["O", "B-ORG", "I-ORG", "E-ORG", "S-ORG", "B-LOC", "I-LOC", "E-LOC", "S-LOC"]
+
+
+def tags(labels: list[str], names: list[str]) -> np.ndarray:
+    return np.asarray([labels.index(n) for n in names], dtype=np.int64)
+
+
+def onehot(labels: list[str], names: list[str], confidence: float = 8.0) -> np.ndarray:
+    """Logits that make ``names`` the argmax per token."""
+    logits = np.zeros((len(names), len(labels)), dtype=np.float32)
+    logits[np.arange(len(names)), tags(labels, names)] = confidence
+    return logits
+
+
+@pytest.mark.parametrize(
+    ("names", "expected"),
+    [
+        (["B-PER", "I-PER", "O", "B-ORG"], [(0, 2, "PER"), (3, 4, "ORG")]),
+        (["I-PER", "I-PER"], [(0, 2, "PER")]),  # I- without B- starts an entity
+        (["B-PER", "I-ORG", "I-ORG"], [(0, 1, "PER"), (1, 3, "ORG")]),  # a label change ends one
+        (["B-PER", "B-PER"], [(0, 1, "PER"), (1, 2, "PER")]),  # B- always starts a new one
+        (["B-PER", "O", "I-PER"], [(0, 1, "PER"), (2, 3, "PER")]),  # O ends it
+        (["O", "O"], []),
+        ([], []),
+    ],
+)
+def test_bio_rules(names: list[str], expected: list[tuple[int, int, str]]) -> None:
+    assert decode_tags(tags(BIO, names), TagSet.parse(BIO, "BIO")) == expected
+
+
+@pytest.mark.parametrize(
+    ("names", "expected"),
+    [
+        (["B-ORG", "I-ORG", "E-ORG"], [(0, 3, "ORG")]),
+        (["S-ORG", "S-ORG"], [(0, 1, "ORG"), (1, 2, "ORG")]),
+        (["B-ORG", "E-ORG", "I-ORG"], [(0, 2, "ORG"), (2, 3, "ORG")]),  # I- after E- starts a new one
+        (["E-LOC"], [(0, 1, "LOC")]),  # a lone E- is an entity of one word
+        (["B-ORG", "I-ORG", "S-LOC", "O"], [(0, 2, "ORG"), (2, 3, "LOC")]),  # unclosed B-I is kept
+        (["B-ORG", "E-LOC"], [(0, 1, "ORG"), (1, 2, "LOC")]),
+    ],
+)
+def test_bioes_rules(names: list[str], expected: list[tuple[int, int, str]]) -> None:
+    assert decode_tags(tags(BIOES, names), TagSet.parse(BIOES, "BIOES")) == expected
+
+
+def test_bilou_spellings_are_bioes() -> None:
+    tagset = TagSet.parse(["O", "B-X", "I-X", "L-X", "U-X"], "BIOES")
+    assert tagset.prefixes == ("O", "B", "I", "E", "S")
+
+
+@pytest.mark.parametrize(
+    ("labels", "scheme"), [(["O", "E-PER"], "BIO"), (["B-PER", "I-PER"], "BIO"), (["O", "PER"], "BIO")]
+)
+def test_label_maps_the_scheme_cannot_produce_are_refused(labels: list[str], scheme: str) -> None:
+    with pytest.raises(ValueError):
+        TagSet.parse(labels, scheme)
+
+
+def test_word_starts_treat_literal_specials_as_their_own_word() -> None:
+    assert word_starts(np.array([0, 0, 1, -1, -1, 2, 2])).tolist() == [0, 2, 3, 4, 5]
+    assert word_starts(np.array([], dtype=np.int64)).tolist() == []
+
+
+def test_aggregation_strategies_pick_first_mean_and_most_confident() -> None:
+    # one word of three subwords; labels O, B-PER, B-ORG
+    probs = np.array([[0.1, 0.5, 0.4], [0.1, 0.0, 0.9], [0.2, 0.7, 0.1]], dtype=np.float32)
+    starts = np.array([0])
+    assert aggregate_words(probs, starts, "first").argmax(-1).tolist() == [1]
+    assert np.allclose(aggregate_words(probs, starts, "average"), [[0.4 / 3, 1.2 / 3, 1.4 / 3]])
+    assert aggregate_words(probs, starts, "average").argmax(-1).tolist() == [2]
+    assert aggregate_words(probs, starts, "max").tolist() == [probs[1].tolist()]
+
+
+def test_max_aggregation_is_per_word() -> None:
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]], dtype=np.float32)
+    words = aggregate_words(probs, np.array([0, 2, 3]), "max")
+    assert words.tolist() == [probs[0].tolist(), probs[2].tolist(), probs[3].tolist()]
+
+
+def test_softmax_rows_sum_to_one_and_survive_large_logits() -> None:
+    p = softmax(np.array([[1000.0, 0.0], [0.0, 0.0]]))
+    assert np.allclose(p.sum(-1), 1.0) and np.allclose(p, [[1.0, 0.0], [0.5, 0.5]])
+
+
+def test_merge_takes_each_token_from_the_window_where_it_has_most_context() -> None:
+    n = 10
+    a = np.full((6, 2), 1.0)  # tokens 0..5
+    b = np.full((6, 2), 2.0)  # tokens 4..9
+    merged = merge_windows(n, [(0, 6), (4, 10)], [a, b])
+    # token 4: 1 from a's cut edge, 0 from b's; token 5: 0 from a's cut edge, 1 from b's
+    assert merged[:, 0].tolist() == [1, 1, 1, 1, 1, 2, 2, 2, 2, 2]
+
+
+def test_merge_of_one_window_is_that_window() -> None:
+    a = np.arange(6.0).reshape(3, 2)
+    assert merge_windows(3, [(0, 3)], [a]) is a
+
+
+def test_decode_text_gives_trimmed_character_spans_and_mean_scores() -> None:
+    text = "met\u00a0John Smith\u200b at Acme"
+    # words as a BERT pre-tokenizer sees them, one token each: met, John, Smith\u200b, at, Acme
+    offsets = np.array([[0, 3], [4, 8], [9, 15], [16, 18], [19, 23]])
+    word_ids = np.arange(5)
+    logits = onehot(BIO, ["O", "B-PER", "I-PER", "O", "B-ORG"])
+    logits[2, 2] = 2.0  # less sure of "Smith"
+    entities = decode_text(text, logits, offsets, word_ids, TagSet.parse(BIO, "BIO"), "first")
+    assert [(e.start, e.end, e.label, e.text) for e in entities] == [
+        (4, 14, "PER", "John Smith"),  # the zero-width space is trimmed off
+        (19, 23, "ORG", "Acme"),
+    ]
+    p = softmax(logits)
+    assert entities[0].score == pytest.approx((p[1, 1] + p[2, 2]) / 2)
+    assert all(text[e.start : e.end] == e.text for e in entities)
+
+
+def test_decode_text_of_subwords_uses_the_word_span() -> None:
+    text = "#Starbucks rocks"
+    offsets = np.array([[0, 1], [1, 5], [5, 10], [11, 16]])
+    word_ids = np.array([0, 1, 1, 2])
+    logits = onehot(BIO, ["O", "B-ORG", "I-PER", "O"])  # the second subword disagrees; "first" wins
+    (found,) = decode_text(text, logits, offsets, word_ids, TagSet.parse(BIO, "BIO"), "first")
+    assert found == Entity(1, 10, "ORG", found.score, "Starbucks")
+
+
+def test_decode_text_never_tags_literal_special_tokens() -> None:
+    text = "[SEP] Acme"
+    offsets = np.array([[0, 5], [6, 10]])
+    logits = onehot(BIO, ["B-ORG", "I-ORG"])
+    entities = decode_text(text, logits, offsets, np.array([-1, 1]), TagSet.parse(BIO, "BIO"), "first")
+    assert [e.text for e in entities] == ["Acme"]
+
+
+def test_whitespace_only_span_is_dropped() -> None:
+    text = "a \u200d b"
+    offsets = np.array([[2, 3]])
+    logits = onehot(BIO, ["B-PER"])
+    assert decode_text(text, logits, offsets, np.array([0]), TagSet.parse(BIO, "BIO"), "first") == []
