@@ -44,12 +44,7 @@ def serve(settings, link_brands: bool = True) -> int:  # type: ignore[no-untyped
     from stream_ner.worker.metrics import MetricsServer, WorkerMetrics
     from stream_ner.worker.runner import Worker
 
-    model = NerModel.load(
-        settings.model.path,
-        precision=settings.model.precision,
-        require_gpu=settings.model.require_gpu,
-        intra_op_threads=settings.model.intra_op_threads,
-    )
+    model = NerModel.from_settings(settings.model)
     linker = None
     if link_brands:
         from stream_ner.brands import BrandLinker
