@@ -19,6 +19,9 @@ from stream_ner.model.entity import Entity
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
+DLQ_VALUE_LIMIT = 65_536
+"""Bytes of an unusable value kept in its ``Rejected`` record."""
+
 
 class Post(BaseModel):
     """A social-media post as users produce it to ``raw-posts``.
@@ -111,7 +114,9 @@ class Rejected(BaseModel):
     """A message that could not be processed, on the dead-letter topic with its reason.
 
     ``value`` holds the original bytes: as text when they are UTF-8 (``value_encoding="utf-8"``), else
-    base64 (``"base64"``); ``None`` for a Kafka null value. The same holds for ``key``.
+    base64 (``"base64"``); ``None`` for a Kafka null value. The same holds for ``key``. A value larger than
+    ``DLQ_VALUE_LIMIT`` bytes is cut to that size (``value_truncated``), so that an oversize post cannot
+    make its own dead-letter record undeliverable; the whole original stays at ``origin``.
     """
 
     model_config = _FROZEN
@@ -120,6 +125,10 @@ class Rejected(BaseModel):
     reason: str
     value: str | None
     value_encoding: Literal["utf-8", "base64", "null"]
+    value_bytes: int = Field(description="Size of the original value; it stays readable at ``origin``.")
+    value_truncated: bool = Field(
+        description=f"Only the first {DLQ_VALUE_LIMIT} bytes are kept in ``value``."
+    )
     key: str | None
     key_encoding: Literal["utf-8", "base64", "null"]
     origin: Origin
@@ -189,13 +198,16 @@ def reject(
     error: InvalidPost, value: bytes | None, key: bytes | None, origin: Origin, now: datetime | None = None
 ) -> Rejected:
     """Build the dead-letter record for one unusable input."""
-    text, text_encoding = encode_bytes(value)
+    kept = value[:DLQ_VALUE_LIMIT] if value is not None else None
+    text, text_encoding = encode_bytes(kept)
     key_text, key_encoding = encode_bytes(key)
     return Rejected(
         code=error.code,
         reason=error.reason,
         value=text,
         value_encoding=text_encoding,
+        value_bytes=len(value) if value is not None else 0,
+        value_truncated=value is not None and len(value) > DLQ_VALUE_LIMIT,
         key=key_text,
         key_encoding=key_encoding,
         origin=origin,

@@ -7,9 +7,7 @@ import time
 from collections import Counter
 
 import pytest
-from confluent_kafka.admin import AdminClient, NewTopic
 
-from stream_ner.topics import wait_for_leaders
 from tests.integration.worker_harness import (
     Topics,
     committed,
@@ -19,19 +17,14 @@ from tests.integration.worker_harness import (
     start_worker,
 )
 
-PARTITIONS = 4
+PARTITIONS = 6  # of raw-posts, from its spec
 
 
 @pytest.fixture
 def topics(kafka_bootstrap, request) -> Topics:
     t = Topics.fresh(request.node.name.replace("_", "-")[:40])
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
-    new = [
-        NewTopic(name, num_partitions=PARTITIONS, replication_factor=1) for name in (t.raw, t.entities, t.dlq)
-    ]
-    for future in admin.create_topics(new).values():
-        future.result(30)
-    wait_for_leaders(admin, [t.raw, t.entities, t.dlq])
+    partitions = t.apply(kafka_bootstrap)
+    assert partitions["raw_posts"] == PARTITIONS
     return t
 
 
@@ -91,6 +84,8 @@ def test_each_bad_input_goes_to_the_dlq_with_its_reason_and_the_worker_keeps_goi
         assert record["reason"] and record["origin"]["topic"] == topics.raw
     not_utf8 = next(r for r in rejected if r["code"] == "not_utf8")
     assert not_utf8["value_encoding"] == "base64"
+    too_large = next(r for r in rejected if r["code"] == "too_large")
+    assert too_large["value_truncated"] and too_large["value_bytes"] == len(BAD_INPUTS["too_large"])
     assert sorted(e["post_id"] for e in events) == sorted(f"post-{i:05d}" for i in range(2 * len(BAD_INPUTS)))
     assert workers[0].proc.poll() is None, "the worker must keep running"
 

@@ -16,6 +16,10 @@ from pathlib import Path
 
 import psutil
 from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from stream_ner.settings import Settings, TopicSettings
+from stream_ner.topics import apply, load_specs
 
 
 def free_port() -> int:
@@ -29,12 +33,28 @@ class Topics:
     raw: str
     entities: str
     dlq: str
+    aggregates: str
     group: str
 
     @classmethod
     def fresh(cls, prefix: str) -> Topics:
         tag = f"{prefix}-{uuid.uuid4().hex[:8]}"
-        return cls(f"{tag}.raw", f"{tag}.entities", f"{tag}.dlq", f"{tag}.workers")
+        return cls(f"{tag}.raw", f"{tag}.entities", f"{tag}.dlq", f"{tag}.aggregates", f"{tag}.workers")
+
+    def apply(self, bootstrap: str) -> dict[str, int]:
+        """Create the topics from the project's specs (replication factor 1); partitions by setting name."""
+        settings = Settings(
+            topics=TopicSettings(
+                raw_posts=self.raw,
+                entities=self.entities,
+                dlq=self.dlq,
+                brand_aggregates=self.aggregates,
+                replication_factor=1,
+            )
+        )
+        specs = load_specs(settings)
+        apply(AdminClient({"bootstrap.servers": bootstrap}), specs)
+        return {spec.setting: spec.partitions for spec in specs}
 
 
 @dataclass
@@ -106,18 +126,26 @@ def start_worker(
         | {f"STREAM_NER_WORKER__{k.upper()}": v for k, v in worker_env.items()}
     )
     log_path = log_dir / f"{name}.log"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "stream_ner", "worker", "--name", name],
-        env=env,
-        stdout=log_path.open("wb"),
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
+    with log_path.open("wb") as log:  # the child keeps its own descriptor
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "stream_ner", "worker", "--name", name],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
     return WorkerProcess(proc, port, log_path)
 
 
 def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes | None]]) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5})
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,
+            "linger.ms": 5,
+            "message.max.bytes": 2**21,
+        }
+    )
     errors: list[str] = []
     for key, value in records:
         producer.produce(

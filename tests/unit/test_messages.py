@@ -4,7 +4,7 @@ import json
 import pytest
 
 from stream_ner.errors import InvalidPost
-from stream_ner.messages import Origin, Post, parse_post, reject
+from stream_ner.messages import DLQ_VALUE_LIMIT, Origin, Post, parse_post, reject
 
 LIMIT = 20_000
 
@@ -62,3 +62,14 @@ def test_rejected_keeps_the_original_bytes_recoverable():
         "timestamp_ms": 1_700_000_000_000,
     }
     assert reject(InvalidPost("null_value", "null"), None, None, origin).value_encoding == "null"
+
+
+def test_an_oversize_value_is_cut_in_its_rejection_but_its_size_is_kept():
+    origin = Origin(topic="raw-posts", partition=0, offset=1, timestamp_ms=None)
+    raw = json.dumps({"id": "p1", "text": "a" * 1_000_000}).encode()
+    record = reject(InvalidPost("too_large", "too large"), raw, None, origin)
+    assert record.value_truncated and record.value_bytes == len(raw)
+    assert record.value == raw[:DLQ_VALUE_LIMIT].decode()
+    assert len(record.model_dump_json()) < 2 * DLQ_VALUE_LIMIT
+    small = reject(InvalidPost("invalid_json", "x"), b"{", None, origin)
+    assert not small.value_truncated and small.value_bytes == 1
