@@ -51,7 +51,7 @@ start() {
     || die "'$REDIS_SERVER' not found; install it with deploy/local/install-deps.sh (Debian: apt-get install redis-server)"
   local port="${REDIS_PORT:-$(free_port)}" run owned=0
   port_is_free "$port" || die "port $port on 127.0.0.1 is already in use"
-  if [ -n "${REDIS_RUN_DIR:-}" ]; then run="$(cd "$REDIS_RUN_DIR" 2>/dev/null && pwd -P || { mkdir -p "$REDIS_RUN_DIR" && cd "$REDIS_RUN_DIR" && pwd -P; })"
+  if [ -n "${REDIS_RUN_DIR:-}" ]; then mkdir -p "$REDIS_RUN_DIR"; run="$(cd "$REDIS_RUN_DIR" && pwd -P)"
   else run="$(cd "$(mktemp -d -t stream-ner-redis.XXXXXX)" && pwd -P)"; owned=1; fi
   mkdir -p "$(dirname "$REDIS_STATE_FILE")"
   # the server runs with its working dir = RUN, which is how stop/status recognise it
