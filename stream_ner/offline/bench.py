@@ -167,19 +167,32 @@ def export_artifact(checkpoint: Path, out: Path, max_length: int = 128, stride: 
     return out
 
 
-def systems(
-    checkpoint: Path, exported: Path, extra: Path | None, batch_size: int, threads: int
-) -> list[System]:
-    """The systems to time, (a) to (d) then the extra artifact's graphs."""
+def agreement(pipe: Any, model: NerModel, texts: list[str]) -> tuple[int, int]:
+    """(posts whose entity spans and labels are identical, posts compared): the runtime vs the pipeline."""
+    distinct = list(dict.fromkeys(texts))
+    ours = model.predict(distinct)
+    same = 0
+    for text, found in zip(distinct, ours, strict=True):
+        theirs = [(e["start"], e["end"], e["entity_group"]) for e in pipe(text)]
+        same += theirs == [(e.start, e.end, e.label) for e in found]
+    return same, len(distinct)
+
+
+def make_pipeline(checkpoint: Path) -> Any:
+    """The transformers token-classification pipeline, first-subword aggregation, on the CPU."""
     from transformers import pipeline
 
-    pipe = pipeline(
+    return pipeline(
         "token-classification",
         model=str(checkpoint),
         tokenizer=str(checkpoint),
         aggregation_strategy="first",
         device=-1,
     )
+
+
+def systems(pipe: Any, exported: Path, extra: Path | None, batch_size: int, threads: int) -> list[System]:
+    """The systems to time, (a) to (d) then the extra artifact's graphs."""
 
     def naive(texts: list[str]) -> object:
         return [pipe(text) for text in texts]
@@ -301,8 +314,12 @@ def main(
             head_note = f"checkpoint: {checkpoint.name}"
         with console.status("exporting the checkpoint to ONNX fp32 and INT8"):
             exported = export_artifact(checkpoint, Path(tmp) / "artifact")
-        all_systems = systems(checkpoint, exported, extra, batch_size, threads)
-        tokens = NerModel.load(exported, precision="fp32").count_tokens(texts)
+        pipe = make_pipeline(checkpoint)
+        all_systems = systems(pipe, exported, extra, batch_size, threads)
+        fp32 = NerModel.load(exported, precision="fp32", intra_op_threads=threads)
+        tokens = fp32.count_tokens(texts)
+        with console.status("comparing the fp32 runtime's entities with the pipeline's"):
+            same, compared = agreement(pipe, fp32, texts)
         results = measure(all_systems, texts, repeats, console)
     summaries = [r.summary() for r in results]
     base = summaries[0]["posts_per_s"]
@@ -321,6 +338,7 @@ def main(
         "mean_tokens_per_post": float(np.mean(tokens)),
         "input": str(input_path) if input_path else "stream_ner/samples/posts.jsonl",
         "note": head_note,
+        "fp32_runtime_vs_pipeline_identical_posts": [same, compared],
     }
     table = Table(
         title=f"stream-ner model bench: {len(texts)} posts x {repeats} repeats, {threads} threads "
@@ -341,6 +359,9 @@ def main(
     console.print(
         f"{head_note}; torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, "
         f"transformers {transformers.__version__}"
+    )
+    console.print(
+        f"fp32 runtime vs pipeline: identical entities (spans and labels) on {same}/{compared} posts"
     )
     int8 = next(s for s in summaries if s["name"] == "stream-ner runtime int8")
     console.print(
