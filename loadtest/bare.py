@@ -1,0 +1,92 @@
+"""The bare runtime: posts/s of ``NerModel.predict`` alone, on the generator's texts, batch by batch.
+
+The reference the stream is compared with: same model and precision, same ``intra_op_threads``, batches
+of ``max_batch_posts`` texts drawn from the same varied stream (same seed) the generator sends. No Kafka,
+no JSON, no brand linking. ``measure`` runs in a fresh subprocess (``python -m loadtest.bare``) so its
+threads and memory are its own, like a worker's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+from loadtest.corpus import load_corpus, stream
+
+
+def run(
+    texts: list[str], batch_posts: int, precision: str, threads: int, seconds: float, seed: int
+) -> dict[str, Any]:
+    """Load the default model, warm it up, then predict whole batches for ``seconds``; figures as a dict."""
+    from stream_ner.model import runtime
+
+    model = runtime.NerModel.load(precision=precision, intra_op_threads=threads)
+    source = stream(texts, seed)
+    for _ in range(3):
+        model.predict(list(itertools.islice(source, batch_posts)))
+    batch_rates, posts = [], 0
+    began = time.perf_counter()
+    while (elapsed := time.perf_counter() - began) < seconds:
+        batch = list(itertools.islice(source, batch_posts))
+        t0 = time.perf_counter()
+        model.predict(batch)
+        batch_rates.append(len(batch) / (time.perf_counter() - t0))
+        posts += len(batch)
+    return {
+        "posts_per_s": round(posts / elapsed, 1),
+        "median_batch_posts_per_s": round(statistics.median(batch_rates), 1),
+        "posts": posts,
+        "seconds": round(elapsed, 2),
+        "batch_posts": batch_posts,
+        "precision": model.precision,
+        "intra_op_threads": threads,
+        "model": f"{model.name} {model.version}",
+    }
+
+
+def measure(
+    corpus: str | None, batch_posts: int, precision: str, threads: int, seconds: float, seed: int
+) -> dict[str, Any]:
+    """``run`` in a subprocess; raises ``RuntimeError`` with its stderr when it fails."""
+    command = [sys.executable, "-m", "loadtest.bare", "--batch", str(batch_posts), "--precision", precision]
+    command += ["--threads", str(threads), "--seconds", str(seconds), "--seed", str(seed), "--json"]
+    if corpus:
+        command += ["--corpus", corpus]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"bare runtime measurement failed:\n{done.stderr[-3000:]}")
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the bare runtime's posts/s."""
+    parser = argparse.ArgumentParser(prog="python -m loadtest.bare", description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=32, help="posts per predict call (max_batch_posts)")
+    parser.add_argument("--precision", default="int8")
+    parser.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--corpus", default=None)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--json", action="store_true", help="one JSON line instead of text")
+    args = parser.parse_args(argv)
+    figures = run(
+        load_corpus(args.corpus).texts, args.batch, args.precision, args.threads, args.seconds, args.seed
+    )
+    if args.json:
+        print(json.dumps(figures))
+    else:
+        print(
+            f"{figures['posts_per_s']:.1f} posts/s ({figures['precision']}, batch {args.batch}, "
+            f"{args.threads} threads, {figures['posts']} posts in {figures['seconds']} s)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

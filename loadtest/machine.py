@@ -1,0 +1,52 @@
+"""A description of the machine and software a result was measured on (no host names, no paths)."""
+
+from __future__ import annotations
+
+import os
+import platform
+from importlib import metadata
+from typing import Any
+
+
+def describe() -> dict[str, Any]:
+    """CPU model and count, memory, OS, Python and the versions of the packages on the hot path."""
+    import psutil
+
+    versions = {}
+    for package in ("stream-ner", "onnxruntime", "confluent-kafka", "tokenizers", "numpy"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    try:
+        from confluent_kafka import libversion
+
+        versions["librdkafka"] = libversion()[0]
+    except ImportError:
+        versions["librdkafka"] = None
+    return {
+        "cpu": _cpu_model(),
+        "logical_cpus": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "versions": versions,
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def load() -> dict[str, float]:
+    """The 1-minute load average and machine CPU use right now (a noise indicator)."""
+    import psutil
+
+    return {"loadavg_1m": round(os.getloadavg()[0], 2), "cpu_pct": psutil.cpu_percent(0.2)}

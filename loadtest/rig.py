@@ -1,0 +1,189 @@
+"""One measured set-up: a worker pool on fresh topics, with its generator, collector, lag probe and sampler.
+
+``Rig`` is entered once per worker configuration. ``step`` offers one schedule and returns everything
+measured about it as a JSON-ready dict:
+
+1. the collector starts timing the step's posts (they carry the step name);
+2. the sampler starts (backlog, consumer lag, CPU and RSS of workers, broker and this process);
+3. the generator sends the schedule;
+4. unless ``drain=False``, the step waits (bounded) until every post sent came back as an event;
+5. the sampler stops and the figures are assembled.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+from rich.progress import Progress
+
+from loadtest import machine, schedule
+from loadtest.generate import LoadGenerator
+from loadtest.measure import EventCollector, LagProbe, Sampler, encode, median_of
+from loadtest.stack import Broker, Topics, WorkerConfig, WorkerPool
+
+LEAD_S = 0.2  # the first post goes out this long after the step is registered
+
+
+class Rig:
+    """``count`` workers with ``config`` on their own topics; a context manager."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        scenario: str,
+        config: WorkerConfig,
+        count: int,
+        texts: Iterator[str],
+        progress: Progress,
+    ) -> None:
+        self.broker, self.config, self.count = broker, config, count
+        self.topics = Topics.fresh(scenario)
+        self.progress = progress
+        self._texts = texts
+        self.pool = WorkerPool(broker.bootstrap, self.topics, config, count)
+        self.collector: EventCollector | None = None
+        self.generator: LoadGenerator | None = None
+        self.lag: LagProbe | None = None
+        self.startup_s = 0.0
+
+    def __enter__(self) -> Rig:
+        task = self.progress.add_task(f"starting {self.count} worker(s) {self.config}", total=None)
+        began = time.monotonic()
+        self.topics.create(self.broker.bootstrap)
+        try:
+            self.pool.start()
+            self.collector = EventCollector(self.broker.bootstrap, self.topics.entities)
+            self.collector.start()
+            self.generator = LoadGenerator(self.broker.bootstrap, self.topics.raw, self._texts)
+            self.lag = LagProbe(self.broker.bootstrap, self.topics.group, self.topics.raw)
+        except BaseException:
+            self.__exit__()
+            raise
+        finally:
+            self.progress.remove_task(task)
+        self.startup_s = round(time.monotonic() - began, 2)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.pool.stop()
+        for part in (self.collector, self.lag):
+            if part is not None:
+                part.stop() if isinstance(part, EventCollector) else part.close()
+        if self.generator is not None:
+            self.generator.close()
+        self.topics.delete(self.broker.bootstrap)
+
+    def warm_up(self, rate: float, seconds: float) -> None:
+        """A short unrecorded step so sessions, caches and connections are warm."""
+        self.step("warmup", schedule.constant(rate, seconds), sample_interval_s=1.0)
+
+    def processes(self) -> dict[str, int]:
+        """The processes whose CPU and RSS are sampled."""
+        procs = self.pool.pids() | {"loadtest": os.getpid()}
+        if self.broker.pid is not None:
+            procs["broker"] = self.broker.pid
+        return procs
+
+    def step(
+        self,
+        label: str,
+        phases: list[schedule.Phase],
+        *,
+        drain: bool = True,
+        drain_timeout_s: float | None = None,
+        sample_interval_s: float = 0.5,
+    ) -> dict[str, Any]:
+        """Offer ``phases`` and measure; see the module docstring for the order of events."""
+        assert self.collector is not None and self.generator is not None and self.lag is not None
+        offsets = schedule.send_offsets(phases)
+        duration = schedule.total_duration(phases)
+        origin_ns = time.time_ns() + int(LEAD_S * 1e9)
+        recorder = self.collector.register(label, origin_ns)  # 1.
+        base = self.generator.sent_total
+        collector, generator = self.collector, self.generator
+        load_before = machine.load()
+        task = self.progress.add_task(f"{label}: sending", total=len(offsets))
+        with Sampler(
+            self.processes(),
+            backlog=lambda: generator.sent_total - base - collector.received(label),
+            lag=self.lag.lag,
+            interval_s=sample_interval_s,
+        ) as sampler:  # 2.
+            report = self.generator.run(
+                label,
+                offsets,
+                duration,
+                origin_ns,
+                progress=lambda n: self.progress.update(task, completed=n),
+            )  # 3.
+            self.progress.update(task, completed=report.sent, description=f"{label}: draining")
+            drained = (
+                self._drain(label, report.sent, drain_timeout_s or max(30.0, 3 * duration))
+                if drain
+                else False
+            )
+            self.pool.check_alive()
+        self.progress.remove_task(task)  # 5.
+        if collector.error is not None:
+            raise RuntimeError(f"the event collector failed: {collector.error!r}")
+        rows = sampler.rows
+        sending = [row for row in rows if row["t"] <= duration + LEAD_S]
+        received = collector.received(label)
+        arrivals = recorder.arrivals
+        steady_from = int(duration * 0.3)
+        steady = sum(arrivals.get(s, 0) for s in range(steady_from, int(duration)))
+        steady_rate = steady / max(1, int(duration) - steady_from)
+        timeline = recorder.timeline()
+        for row in timeline:
+            row["sent"] = report.per_second.get(int(row["t"]), 0)
+        return {
+            "label": label,
+            "phases": [vars(phase) for phase in phases],
+            "duration_s": round(duration, 2),
+            "target_rate": round(len(offsets) / duration, 1) if duration else 0.0,
+            "offered_rate": round(report.offered_rate, 1),
+            "sent": report.sent,
+            "failed_sends": report.failed,
+            "max_behind_ms": round(report.max_behind_ms, 1),
+            "received": received,
+            "duplicates": collector.duplicates.get(label, 0),
+            "drained": drained,
+            "received_rate_steady": round(steady_rate, 1),
+            "latency": recorder.summary(),
+            "histogram": encode(recorder.histogram),
+            "timeline": timeline,
+            "samples": rows,
+            "sending_samples": len(sending),
+            "medians": _medians(sending, self.processes(), os.cpu_count() or 1),
+            "load_before": load_before,
+            "load_after": machine.load(),
+        }
+
+    def _drain(self, label: str, sent: int, timeout_s: float) -> bool:  # 4.
+        assert self.collector is not None
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.collector.received(label) >= sent:
+                return True
+            self.pool.check_alive()
+            time.sleep(0.05)
+        return False
+
+
+def _medians(rows: list[dict[str, Any]], processes: dict[str, int], cpus: int) -> dict[str, Any]:
+    """Median CPU (% of one core) and RSS (MB) per process while sending, and the CPU used by others."""
+    out: dict[str, Any] = {"cpu_machine_pct": median_of(rows, "cpu_machine")}
+    for name in processes:
+        out[f"cpu_{name}"] = median_of(rows, f"cpu_{name}")
+        out[f"rss_mb_{name}"] = median_of(rows, f"rss_mb_{name}")
+    others = []
+    for row in rows:
+        ours = [row.get(f"cpu_{name}") for name in processes]
+        if row.get("cpu_machine") is not None and all(v is not None for v in ours):
+            others.append(max(0.0, row["cpu_machine"] * cpus - sum(ours)))  # type: ignore[arg-type]
+    out["cpu_others"] = round(float(np.median(others)), 1) if others else None
+    return out

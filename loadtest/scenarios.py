@@ -1,0 +1,427 @@
+"""One command per load-test scenario: ``python -m loadtest.scenarios NAME [--quick]``.
+
+Scenarios (each writes ``results/NAME.json``; ``--quick`` writes under ``results/quick/``):
+
+- ``maxrate``: the bare runtime's posts/s, then the maximum sustained rate of one worker (search,
+  ``loadtest.search``), p50/p95/p99 at 50% and 90% of it, a burst run, and the bare runtime again.
+- ``workers``: saturated throughput of 1 worker (2 threads), 1 worker (1 thread), 2 workers (1 thread each).
+- ``batching``: saturated throughput and latency at a fixed rate for several batch sizes and max waits.
+- ``precision``: bare and stream throughput, latency at a fixed rate, for the int8 and fp32 graphs.
+- ``soak``: one worker at half its capacity for 10 minutes; its RSS after 1 minute and at the end.
+- ``all``: the five above on one broker, then ``loadtest.report`` (under 30 minutes; ``--quick``: ~2-4).
+
+A private Kafka broker is started on a free 127.0.0.1 port unless ``--bootstrap`` names a running local
+one; each worker configuration runs on its own fresh topics. Every step is bounded in posts and time, so
+a scenario ends by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from loadtest import bare, machine, schedule
+from loadtest.corpus import Corpus, load_corpus, stream
+from loadtest.rig import Rig
+from loadtest.search import Limits, RateSearch, judge
+from loadtest.stack import Broker, WorkerConfig
+
+RESULTS = Path(__file__).resolve().parent / "results"
+BASE = WorkerConfig(max_batch_posts=32, max_wait_ms=20, precision="int8", intra_op_threads=2)
+console = Console(stderr=True)
+
+
+@dataclass(frozen=True)
+class Durations:
+    """Seconds per kind of step; the quick set keeps every scenario to tens of seconds."""
+
+    bare: float = 10.0
+    search_step: float = 15.0
+    search_max_steps: int = 7
+    latency: float = 30.0
+    burst: float = 30.0
+    saturate: float = 15.0
+    fixed_rate: float = 20.0
+    soak: float = 600.0
+    soak_early: float = 60.0
+    warmup: float = 3.0
+
+
+QUICK = Durations(
+    bare=3.0,
+    search_step=5.0,
+    search_max_steps=3,
+    latency=6.0,
+    burst=0.0,
+    saturate=5.0,
+    fixed_rate=5.0,
+    soak=45.0,
+    soak_early=15.0,
+    warmup=2.0,
+)
+
+
+@dataclass
+class Context:
+    """What every scenario gets: the broker, the texts, options, and where results go."""
+
+    broker: Broker
+    corpus: Corpus
+    corpus_arg: str | None
+    durations: Durations
+    limits: Limits
+    seed: int
+    out_dir: Path
+    quick: bool
+    progress: Progress
+
+    def rig(self, scenario: str, config: WorkerConfig, count: int = 1) -> Rig:
+        """A worker pool of ``count`` with ``config`` on fresh topics."""
+        return Rig(self.broker, scenario, config, count, stream(self.corpus.texts, self.seed), self.progress)
+
+    def bare(self, config: WorkerConfig) -> dict[str, Any]:
+        """The bare runtime's figures for ``config`` (model, precision, threads, batch size)."""
+        task = self.progress.add_task(
+            f"bare runtime {config.precision} batch {config.max_batch_posts}", total=None
+        )
+        try:
+            return bare.measure(
+                self.corpus_arg,
+                config.max_batch_posts,
+                config.precision,
+                config.intra_op_threads,
+                self.durations.bare,
+                self.seed,
+            )
+        finally:
+            self.progress.remove_task(task)
+
+    def previous(self, scenario: str) -> dict[str, Any] | None:
+        """An earlier result of ``scenario`` in the same results directory, if any."""
+        path = self.out_dir / f"{scenario}.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+
+# -- scenarios ---------------------------------------------------------------------------------------------
+
+
+def maxrate(ctx: Context) -> dict[str, Any]:
+    """Bare runtime, max sustained rate of one worker, latency at 50% / 90% of it, bursts, bare again."""
+    d = ctx.durations
+    bare_before = ctx.bare(BASE)
+    search = RateSearch(start=0.85 * bare_before["posts_per_s"], growth=1.15, max_steps=d.search_max_steps)
+    steps, verdicts = [], []
+    with ctx.rig("maxrate", BASE) as rig:
+        rig.warm_up(0.3 * bare_before["posts_per_s"], d.warmup)
+        while (rate := search.next_rate()) is not None:
+            rate = round(rate, 1)
+            step = rig.step(f"search-{len(steps) + 1}-{rate:g}", schedule.constant(rate, d.search_step))
+            verdict = _judge(step, rate, ctx.limits)
+            search.record(rate, verdict["sustained"])
+            steps.append(step | {"verdict": verdict})
+            verdicts.append(verdict)
+            console.log(f"offered {rate:.0f}/s: {verdict['reason']} (p99 {verdict['p99_ms']:.0f} ms)")
+        best = search.best()
+        if best is None:
+            raise RuntimeError("no offered rate was sustained; see the steps above")
+        loads = {}
+        for share in (0.5, 0.9):
+            rate = round(share * best, 1)
+            step = rig.step(f"load-{int(share * 100)}pct", schedule.constant(rate, d.latency))
+            loads[f"{int(share * 100)}pct"] = step
+            steps.append(step)
+            console.log(f"{share:.0%} of max ({rate:.0f}/s): {_latency_line(step)}")
+        if d.burst:
+            phases = schedule.bursts(0.5 * best, 1.5 * best, 10.0, 2.0, d.burst)
+            step = rig.step("bursts", phases)
+            steps.append(step)
+            console.log(f"bursts 50% -> 150% of max: {_latency_line(step)}")
+    bare_after = ctx.bare(BASE)
+    bare_rate = statistics.median([bare_before["posts_per_s"], bare_after["posts_per_s"]])
+    figures = {
+        "bare_posts_per_s": bare_rate,
+        "bare_before": bare_before,
+        "bare_after": bare_after,
+        "max_sustained_posts_per_s": best,
+        "stream_to_bare": round(best / bare_rate, 3),
+        "search": verdicts,
+        "highest_failed_rate": search.lowest_failure(),
+        "latency_at_50pct": loads["50pct"]["latency"],
+        "latency_at_90pct": loads["90pct"]["latency"],
+        "p99_limit_ms": ctx.limits.p99_limit_ms,
+    }
+    console.log(
+        f"max sustained {best:.0f}/s vs bare {bare_rate:.0f}/s: {best / bare_rate:.0%} "
+        f"(bare before {bare_before['posts_per_s']:.0f}, after {bare_after['posts_per_s']:.0f})"
+    )
+    return {"config": asdict(BASE), "figures": figures, "steps": steps}
+
+
+def workers(ctx: Context) -> dict[str, Any]:
+    """Saturated throughput of 1 worker x 2 threads, 1 x 1 and 2 x 1 (two cores either way)."""
+    d = ctx.durations
+    layouts = [(1, 2), (1, 1), (2, 1)]
+    bares = {threads: ctx.bare(replace(BASE, intra_op_threads=threads)) for threads in (2, 1)}
+    offered = 1.5 * bares[2]["posts_per_s"]
+    runs, steps = [], []
+    for count, threads in layouts:
+        config = replace(BASE, intra_op_threads=threads)
+        with ctx.rig("workers", config, count) as rig:
+            rig.warm_up(0.3 * bares[threads]["posts_per_s"], d.warmup)
+            step = rig.step(
+                f"saturate-{count}w-{threads}t", schedule.constant(offered, d.saturate), drain=False
+            )
+        steps.append(step | {"workers": count, "threads": threads})
+        runs.append(
+            {
+                "workers": count,
+                "threads_per_worker": threads,
+                "throughput_posts_per_s": step["received_rate_steady"],
+                "worker_cpu_pct": [step["medians"].get(f"cpu_w{i + 1}") for i in range(count)],
+                "worker_rss_mb": [step["medians"].get(f"rss_mb_w{i + 1}") for i in range(count)],
+            }
+        )
+        console.log(f"{count} worker(s) x {threads} thread(s): {step['received_rate_steady']:.0f} posts/s")
+    figures = {
+        "offered_posts_per_s": round(offered, 1),
+        "runs": runs,
+        "bare": {f"{t}t": b for t, b in bares.items()},
+    }
+    return {"config": asdict(BASE), "figures": figures, "steps": steps}
+
+
+def batching(ctx: Context) -> dict[str, Any]:
+    """Batch size and max wait: saturated throughput and latency at one fixed rate for each setting."""
+    d = ctx.durations
+    settings = [(8, 20), (32, 20), (64, 20), (32, 5), (32, 50)]
+    if ctx.quick:
+        settings = [(8, 20), (32, 20)]
+    reference = ctx.bare(BASE)["posts_per_s"]
+    fixed = round(0.4 * reference, 1)
+    runs, steps = [], []
+    for batch, wait in settings:
+        config = replace(BASE, max_batch_posts=batch, max_wait_ms=wait)
+        with ctx.rig("batching", config) as rig:
+            rig.warm_up(0.3 * reference, d.warmup)
+            latency = rig.step(f"fixed-b{batch}-w{wait}", schedule.constant(fixed, d.fixed_rate))
+            saturate = rig.step(
+                f"saturate-b{batch}-w{wait}", schedule.constant(1.5 * reference, d.saturate), drain=False
+            )
+        steps += [latency | {"batch": batch, "wait_ms": wait}, saturate | {"batch": batch, "wait_ms": wait}]
+        runs.append(
+            {
+                "max_batch_posts": batch,
+                "max_wait_ms": wait,
+                "throughput_posts_per_s": saturate["received_rate_steady"],
+                "latency_at_fixed_rate": latency["latency"],
+            }
+        )
+        console.log(
+            f"batch {batch}, wait {wait} ms: {saturate['received_rate_steady']:.0f} posts/s saturated; "
+            f"at {fixed:.0f}/s {_latency_line(latency)}"
+        )
+    figures = {"bare_reference_posts_per_s": reference, "fixed_rate_posts_per_s": fixed, "runs": runs}
+    return {"config": asdict(BASE), "figures": figures, "steps": steps}
+
+
+def precision(ctx: Context) -> dict[str, Any]:
+    """int8 against fp32 (when the shipped model has the fp32 graph): bare, saturated, fixed-rate latency."""
+    from stream_ner.model import artifact, runtime
+
+    d = ctx.durations
+    available = [p for p in ("int8", "fp32") if (runtime.DEFAULT_PATH / artifact.graph_name(p)).is_file()]
+    runs, steps, fixed = [], [], None
+    for name in available:
+        config = replace(BASE, precision=name)
+        bare_figures = ctx.bare(config)
+        fixed = fixed or round(0.4 * bare_figures["posts_per_s"], 1)
+        with ctx.rig("precision", config) as rig:
+            rig.warm_up(0.3 * bare_figures["posts_per_s"], d.warmup)
+            latency = rig.step(f"fixed-{name}", schedule.constant(fixed, d.fixed_rate))
+            saturate = rig.step(
+                f"saturate-{name}",
+                schedule.constant(1.5 * bare_figures["posts_per_s"], d.saturate),
+                drain=False,
+            )
+        steps += [latency | {"precision": name}, saturate | {"precision": name}]
+        runs.append(
+            {
+                "precision": name,
+                "bare_posts_per_s": bare_figures["posts_per_s"],
+                "throughput_posts_per_s": saturate["received_rate_steady"],
+                "latency_at_fixed_rate": latency["latency"],
+                "worker_rss_mb": saturate["medians"].get("rss_mb_w1"),
+            }
+        )
+        console.log(
+            f"{name}: bare {bare_figures['posts_per_s']:.0f}/s, "
+            f"stream {saturate['received_rate_steady']:.0f}/s; "
+            f"at {fixed:.0f}/s {_latency_line(latency)}"
+        )
+    missing = sorted({"int8", "fp32"} - set(available))
+    figures = {"fixed_rate_posts_per_s": fixed, "runs": runs, "not_shipped": missing}
+    return {"config": asdict(BASE), "figures": figures, "steps": steps}
+
+
+def soak(ctx: Context) -> dict[str, Any]:
+    """One worker at half its max sustained rate (from ``maxrate``, else 45% of bare) for the soak time."""
+    d = ctx.durations
+    earlier = ctx.previous("maxrate")
+    if earlier is not None:
+        rate = round(0.5 * earlier["figures"]["max_sustained_posts_per_s"], 1)
+        basis = "50% of the max sustained rate measured by maxrate"
+    else:
+        rate = round(0.45 * ctx.bare(BASE)["posts_per_s"], 1)
+        basis = "45% of the bare runtime (no maxrate result found)"
+    with ctx.rig("soak", BASE) as rig:
+        rig.warm_up(0.3 * rate, d.warmup)
+        step = rig.step("soak", schedule.constant(rate, d.soak), sample_interval_s=2.0)
+    rss = [(row["t"], row.get("rss_mb_w1")) for row in step["samples"] if row.get("rss_mb_w1") is not None]
+    early = _rss_near(rss, d.soak_early)
+    late = _rss_near(rss, d.soak)
+    figures = {
+        "rate_posts_per_s": rate,
+        "rate_basis": basis,
+        "duration_s": d.soak,
+        "rss_mb_early": early,
+        "rss_mb_end": late,
+        "early_at_s": d.soak_early,
+        "rss_growth_mb": round(late - early, 1) if early is not None and late is not None else None,
+        "latency": step["latency"],
+        "sent": step["sent"],
+        "received": step["received"],
+    }
+    console.log(f"soak at {rate:.0f}/s: worker RSS {early} MB at {d.soak_early:.0f} s, {late} MB at the end")
+    return {"config": asdict(BASE), "figures": figures, "steps": [step]}
+
+
+SCENARIOS: dict[str, Callable[[Context], dict[str, Any]]] = {
+    "maxrate": maxrate,
+    "workers": workers,
+    "batching": batching,
+    "precision": precision,
+    "soak": soak,
+}
+
+
+# -- helpers -----------------------------------------------------------------------------------------------
+
+
+def _judge(step: dict[str, Any], rate: float, limits: Limits) -> dict[str, Any]:
+    during = [
+        row for row in step["samples"] if row["t"] <= step["duration_s"] and row.get("backlog") is not None
+    ]
+    verdict = judge(
+        rate,
+        step["offered_rate"],
+        step["sent"],
+        step["received"],
+        step["latency"]["p99_ms"],
+        [row["t"] for row in during],
+        [row["backlog"] for row in during],
+        limits,
+    )
+    return asdict(verdict) | {"received_rate_steady": step["received_rate_steady"]}
+
+
+def _latency_line(step: dict[str, Any]) -> str:
+    lat = step["latency"]
+    return f"p50 {lat['p50_ms']:.0f} ms, p95 {lat['p95_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms"
+
+
+def _rss_near(rss: list[tuple[float, float]], at_s: float, window_s: float = 5.0) -> float | None:
+    near = [value for t, value in rss if abs(t - at_s) <= window_s]
+    if not near and rss:
+        near = [min(rss, key=lambda pair: abs(pair[0] - at_s))[1]]
+    return round(statistics.median(near), 1) if near else None
+
+
+def run(names: list[str], args: argparse.Namespace) -> list[Path]:
+    """Run the named scenarios on one broker; write one JSON each; returns the paths written."""
+    out_dir = Path(args.out) if args.out else (RESULTS / "quick" if args.quick else RESULTS)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    corpus = load_corpus(args.corpus)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    written = []
+    broker = Broker.use(args.bootstrap) if args.bootstrap else None
+    with Progress(*columns, console=console, transient=True) as progress:
+        if broker is None:
+            task = progress.add_task("starting a local Kafka broker", total=None)
+            broker = Broker.start()
+            progress.remove_task(task)
+        try:
+            ctx = Context(
+                broker,
+                corpus,
+                args.corpus,
+                QUICK if args.quick else Durations(),
+                Limits(p99_limit_ms=args.p99_limit_ms),
+                args.seed,
+                out_dir,
+                args.quick,
+                progress,
+            )
+            for name in names:
+                began, started_at = time.monotonic(), datetime.now(UTC)
+                console.rule(f"scenario {name}")
+                result = SCENARIOS[name](ctx)
+                document = {
+                    "scenario": name,
+                    "quick": args.quick,
+                    "command": f"python -m loadtest.scenarios {name}{' --quick' if args.quick else ''}",
+                    "started_at": started_at.isoformat(timespec="seconds"),
+                    "wall_s": round(time.monotonic() - began, 1),
+                    "machine": machine.describe(),
+                    "corpus": corpus.description,
+                    "limits": asdict(ctx.limits),
+                    "durations": asdict(ctx.durations),
+                    **result,
+                }
+                path = out_dir / f"{name}.json"
+                path.write_text(json.dumps(document, indent=1) + "\n")
+                written.append(path)
+                console.log(f"{name}: done in {document['wall_s']:.0f} s")
+        finally:
+            broker.stop()
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and run."""
+    parser = argparse.ArgumentParser(prog="python -m loadtest.scenarios", description=__doc__.splitlines()[0])
+    parser.add_argument("scenario", choices=[*SCENARIOS, "all"])
+    parser.add_argument(
+        "--quick", action="store_true", help="seconds-long steps; results under results/quick/"
+    )
+    parser.add_argument(
+        "--corpus", default=None, help="JSONL file or directory of posts (default: env, samples)"
+    )
+    parser.add_argument("--bootstrap", default=None, help="a running local broker (default: start one)")
+    parser.add_argument("--out", default=None, help="results directory (default: loadtest/results)")
+    parser.add_argument("--p99-limit-ms", type=float, default=1000.0, help="p99 a sustained step stays under")
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args(argv)
+    names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
+    began = time.monotonic()
+    written = run(names, args)
+    if args.scenario == "all":
+        from loadtest import report
+
+        report.main(["--results", str(written[0].parent)])
+    console.log(f"wrote {', '.join(p.name for p in written)} in {time.monotonic() - began:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
