@@ -120,8 +120,9 @@ def decode_tags(tags: np.ndarray, tagset: TagSet) -> list[tuple[int, int, str]]:
     """Word runs ``(first_word, last_word_exclusive, type)`` from per-word label ids, BIO or BIOES."""
     runs: list[tuple[int, int, str]] = []
     start, kind, last = -1, "", -2
+    ids = tags.tolist()
     for i in np.flatnonzero(~tagset.outside[tags]).tolist():
-        prefix, label = tagset.prefixes[tags[i]], tagset.types[tags[i]]
+        prefix, label = tagset.prefixes[ids[i]], tagset.types[ids[i]]
         continues = start >= 0 and i == last + 1 and label == kind and prefix in ("I", "E")
         if not continues:
             if start >= 0:
@@ -145,14 +146,15 @@ def to_entities(
 ) -> list[Entity]:
     """Entities with trimmed character spans; a run that trims to nothing is dropped."""
     out = []
+    starts, ends, scores = word_start_chars.tolist(), word_end_chars.tolist(), word_scores.tolist()
     for first, stop, label in runs:
-        start, end = int(word_start_chars[first]), int(word_end_chars[stop - 1])
+        start, end = starts[first], ends[stop - 1]
         while start < end and _invisible(text[start]):
             start += 1
         while end > start and _invisible(text[end - 1]):
             end -= 1
         if start < end:
-            score = float(word_scores[first:stop].mean())
+            score = sum(scores[first:stop]) / (stop - first)
             out.append(Entity(start=start, end=end, label=label, score=score, text=text[start:end]))
     return out
 

@@ -15,14 +15,17 @@ machine spreads evenly over them; posts/s is the median over repeats, latencies 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import platform
 import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,6 +71,26 @@ class System:
     name: str
     batch_size: int
     run: Callable[[list[str]], object]
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Silence the tracer warnings, loading bars and quantizer advice of the offline libraries."""
+    from transformers.utils import logging as hf_logging
+
+    root = logging.getLogger()
+    level, verbosity = root.level, hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    root.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.setLevel(level)
+        hf_logging.set_verbosity(verbosity)
+        hf_logging.enable_progress_bar()
 
 
 def load_texts(path: Path, count: int) -> list[str]:
@@ -292,6 +315,8 @@ def main(
     import transformers
 
     console = Console()
+    if not console.is_terminal:
+        console = Console(width=150)  # a log file gets the whole table on one line per system
     threads = threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     texts = load_texts(input_path or SAMPLE_POSTS, posts)
@@ -300,7 +325,7 @@ def main(
         if model is not None
         else (DEFAULT_PATH if (DEFAULT_PATH / artifact.MANIFEST).is_file() else None)
     )
-    with tempfile.TemporaryDirectory(prefix="stream-ner-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="stream-ner-bench-") as tmp, quiet():
         if checkpoint is None:
             labels = BIO_LABELS
             if extra is not None:
