@@ -96,7 +96,7 @@ def test_kill_9_of_one_worker_loses_no_post(kafka_bootstrap, topics, workers, tm
     ]
     for worker in workers:
         worker.wait_assigned()
-    n = 1500
+    n = 900
     produce(kafka_bootstrap, topics.raw, [post(i) for i in range(n)])
     deadline = time.monotonic() + 60
     while workers[0].metrics().get("stream_ner_produced_total", 0) < 50 and time.monotonic() < deadline:
@@ -116,7 +116,7 @@ def test_sigterm_exits_cleanly_and_commits_nothing_past_an_unprocessed_post(
 ):
     workers.append(start_worker(kafka_bootstrap, topics, tmp_path, "w0"))
     workers[0].wait_assigned()
-    n = 2000
+    n = 1200
     produce(kafka_bootstrap, topics.raw, [post(i) for i in range(n)])
     deadline = time.monotonic() + 60
     while workers[0].metrics().get("stream_ner_produced_total", 0) < 100 and time.monotonic() < deadline:
@@ -137,25 +137,25 @@ def test_sigterm_exits_cleanly_and_commits_nothing_past_an_unprocessed_post(
 
 def test_a_backlog_of_ten_times_the_queue_keeps_memory_bounded(kafka_bootstrap, topics, workers, tmp_path):
     queue_max, batch = 64, 16
-    n = 10 * queue_max * 2
-    big = "Shopping at Target in Chicago with my sister, then coffee at Starbucks. " * 60  # ~4.3 kB per post
-    produce(kafka_bootstrap, topics.raw, [post(i, text=f"{i} {big}") for i in range(n)])
+    n = 30 * queue_max
+    payload = {"blob": "x" * 32_768}  # heavy to hold, cheap to infer: 60 MiB of backlog in all
+    produce(kafka_bootstrap, topics.raw, [post(i, metadata=payload) for i in range(n)])
     worker = start_worker(
         kafka_bootstrap, topics, tmp_path, "w0", queue_max_posts=str(queue_max), max_batch_posts=str(batch)
     )
     workers.append(worker)
     worker.wait_assigned()
     while worker.metrics().get("stream_ner_produced_total", 0) < n // 10:
-        time.sleep(0.2)
+        assert worker.proc.poll() is None, worker.log()
+        time.sleep(0.1)
     early = worker.sample_rss()
     while (produced := worker.metrics().get("stream_ner_produced_total", 0)) < n:
         worker.sample_rss()
         assert worker.proc.poll() is None, worker.log()
-        time.sleep(0.2)
-    metrics = worker.metrics()
-    peak = metrics["stream_ner_in_flight_posts_peak"]
+        time.sleep(0.1)
+    peak = worker.metrics()["stream_ner_in_flight_posts_peak"]
     assert peak <= queue_max + 1, f"in-flight peaked at {peak} with a limit of {queue_max}"
-    assert metrics["stream_ner_paused"] in (0.0, 1.0) and produced == n
+    assert produced == n
     growth = max(worker.rss_samples) - early
     print(f"RSS after 10% {early / 2**20:.0f} MiB, peak {max(worker.rss_samples) / 2**20:.0f} MiB")
-    assert growth < 64 * 2**20, f"RSS grew by {growth / 2**20:.0f} MiB while draining a backlog"
+    assert growth < 24 * 2**20, f"RSS grew by {growth / 2**20:.0f} MiB while draining a 60 MiB backlog"
