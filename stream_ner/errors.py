@@ -11,8 +11,10 @@
     ├── TransientError         a dependency is unreachable for now (retried with backoff, never data loss)
     │   ├── KafkaUnavailable
     │   └── RedisUnavailable
-    └── DeliveryError          the producer gave up on a record: the worker stops without storing offsets
-                               past it, so the input is processed again after restart
+    ├── DeliveryError          the producer gave up on a record: the worker stops without storing offsets
+    │                          past it, so the input is processed again after restart
+    └── LocalStackError        the local Kafka or Redis of ``stream-ner local``/``demo``/tests could not be
+                               started, found or stopped (the message says why and where the logs are)
 
 Permanent faults of a single message are data, not exceptions that unwind the worker: ``InvalidPost`` is
 raised by the pure parsing core and turned into a ``Rejected`` record at the edge.
@@ -64,3 +66,7 @@ class RedisUnavailable(TransientError):
 
 class DeliveryError(StreamNerError):
     """The producer failed permanently to deliver a record; offsets must not move past its input."""
+
+
+class LocalStackError(StreamNerError):
+    """A local service could not be started, found or stopped; the message says why and where the logs are."""

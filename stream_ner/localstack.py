@@ -30,17 +30,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from stream_ner.errors import StreamNerError
+from stream_ner.errors import LocalStackError
 
 Kind = Literal["kafka", "redis"]
 
 _SCRIPTS: dict[Kind, str] = {"kafka": "kafka/kafka-local.sh", "redis": "redis-local.sh"}
 _Done = subprocess.CompletedProcess[str]
 _PORT_RETRIES = 3  # a free port picked by the script can be taken by someone else before the bind
-
-
-class LocalStackError(StreamNerError):
-    """A local service could not be started, found or stopped; the message says why and where the logs are."""
 
 
 @dataclass(frozen=True)
