@@ -12,7 +12,7 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from stream_ner.model.decode import AGGREGATIONS, TagSet, decode_text, merge_win
 from stream_ner.model.entity import Entity
 from stream_ner.model.providers import Runner, create_session, cuda_available
 from stream_ner.model.windows import WindowTokenizer, plan_windows
+
+if TYPE_CHECKING:
+    from stream_ner.settings import ModelSettings
 
 DEFAULT_PATH = Path(__file__).parent / "default"
 """The model shipped in the package."""
@@ -140,8 +143,8 @@ class NerModel:
         )
 
     @classmethod
-    def from_settings(cls, settings: Any) -> NerModel:
-        """Load from a ``stream_ner.settings.ModelSettings``."""
+    def from_settings(cls, settings: ModelSettings) -> NerModel:
+        """Load as the ``model`` settings say (path, precision, require_gpu, intra-op threads)."""
         return cls.load(
             settings.path,
             precision=settings.precision,
