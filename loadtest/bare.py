@@ -21,28 +21,37 @@ from loadtest.corpus import load_corpus, stream
 
 
 def run(
-    texts: list[str], batch_posts: int, precision: str, threads: int, seconds: float, seed: int
+    texts: list[str],
+    batch_posts: int,
+    precision: str,
+    threads: int,
+    seconds: float,
+    seed: int,
+    model_path: str | None = None,
 ) -> dict[str, Any]:
-    """Load the default model, warm it up, then predict whole batches for ``seconds``; figures as a dict."""
+    """Load the model (default: shipped), warm it up, predict whole batches for ``seconds``; figures."""
     from stream_ner.model import runtime
 
-    model = runtime.NerModel.load(precision=precision, intra_op_threads=threads)
+    model = runtime.NerModel.load(model_path, precision=precision, intra_op_threads=threads)
     source = stream(texts, seed)
     for _ in range(3):
         model.predict(list(itertools.islice(source, batch_posts)))
     batch_rates, posts = [], 0
-    began = time.perf_counter()
+    cpu_began, began = time.process_time(), time.perf_counter()
     while (elapsed := time.perf_counter() - began) < seconds:
         batch = list(itertools.islice(source, batch_posts))
         t0 = time.perf_counter()
         model.predict(batch)
         batch_rates.append(len(batch) / (time.perf_counter() - t0))
         posts += len(batch)
+    cpu_s = time.process_time() - cpu_began
     return {
         "posts_per_s": round(posts / elapsed, 1),
         "median_batch_posts_per_s": round(statistics.median(batch_rates), 1),
         "posts": posts,
         "seconds": round(elapsed, 2),
+        "cpu_pct": round(100 * cpu_s / elapsed, 1),
+        "posts_per_cpu_s": round(posts / cpu_s, 1) if cpu_s else None,
         "batch_posts": batch_posts,
         "precision": model.precision,
         "intra_op_threads": threads,
@@ -51,13 +60,21 @@ def run(
 
 
 def measure(
-    corpus: str | None, batch_posts: int, precision: str, threads: int, seconds: float, seed: int
+    corpus: str | None,
+    batch_posts: int,
+    precision: str,
+    threads: int,
+    seconds: float,
+    seed: int,
+    model_path: str | None = None,
 ) -> dict[str, Any]:
     """``run`` in a subprocess; raises ``RuntimeError`` with its stderr when it fails."""
     command = [sys.executable, "-m", "loadtest.bare", "--batch", str(batch_posts), "--precision", precision]
     command += ["--threads", str(threads), "--seconds", str(seconds), "--seed", str(seed), "--json"]
     if corpus:
         command += ["--corpus", corpus]
+    if model_path:
+        command += ["--model", model_path]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"bare runtime measurement failed:\n{done.stderr[-3000:]}")
@@ -72,11 +89,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--corpus", default=None)
+    parser.add_argument("--model", default=None, help="model artifact directory (default: shipped)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", action="store_true", help="one JSON line instead of text")
     args = parser.parse_args(argv)
     figures = run(
-        load_corpus(args.corpus).texts, args.batch, args.precision, args.threads, args.seconds, args.seed
+        load_corpus(args.corpus).texts,
+        args.batch,
+        args.precision,
+        args.threads,
+        args.seconds,
+        args.seed,
+        args.model,
     )
     if args.json:
         print(json.dumps(figures))

@@ -106,6 +106,7 @@ class Rig:
         base = self.generator.sent_total
         collector, generator = self.collector, self.generator
         load_before = machine.load()
+        cpu_before = self._worker_cpu_s()
         task = self.progress.add_task(f"{label}: sending", total=len(offsets))
         with Sampler(
             self.processes(),
@@ -127,6 +128,8 @@ class Rig:
                 else False
             )
             self.pool.check_alive()
+            worker_cpu_s = self._worker_cpu_s() - cpu_before
+            done = collector.received(label)
         self.progress.remove_task(task)  # 5.
         if collector.error is not None:
             raise RuntimeError(f"the event collector failed: {collector.error!r}")
@@ -153,6 +156,8 @@ class Rig:
             "duplicates": collector.duplicates.get(label, 0),
             "drained": drained,
             "received_rate_steady": round(steady_rate, 1),
+            "worker_cpu_s": round(worker_cpu_s, 2),
+            "posts_per_worker_cpu_s": round(done / worker_cpu_s, 1) if worker_cpu_s > 0 else None,
             "latency": recorder.summary(),
             "histogram": encode(recorder.histogram),
             "timeline": timeline,
@@ -162,6 +167,16 @@ class Rig:
             "load_before": load_before,
             "load_after": machine.load(),
         }
+
+    def _worker_cpu_s(self) -> float:
+        """CPU seconds (user + system, all threads) the workers have used so far."""
+        import psutil
+
+        total = 0.0
+        for pid in self.pool.pids().values():
+            times = psutil.Process(pid).cpu_times()
+            total += times.user + times.system
+        return total
 
     def _drain(self, label: str, sent: int, timeout_s: float) -> bool:  # 4.
         assert self.collector is not None

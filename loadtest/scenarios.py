@@ -38,7 +38,6 @@ from loadtest.search import Limits, RateSearch, judge
 from loadtest.stack import Broker, WorkerConfig
 
 RESULTS = Path(__file__).resolve().parent / "results"
-BASE = WorkerConfig(max_batch_posts=32, max_wait_ms=20, precision="int8", intra_op_threads=2)
 console = Console(stderr=True)
 
 
@@ -85,6 +84,7 @@ class Context:
     out_dir: Path
     quick: bool
     progress: Progress
+    base: WorkerConfig
 
     def rig(self, scenario: str, config: WorkerConfig, count: int = 1) -> Rig:
         """A worker pool of ``count`` with ``config`` on fresh topics."""
@@ -103,6 +103,7 @@ class Context:
                 config.intra_op_threads,
                 self.durations.bare,
                 self.seed,
+                config.model,
             )
         finally:
             self.progress.remove_task(task)
@@ -119,10 +120,10 @@ class Context:
 def maxrate(ctx: Context) -> dict[str, Any]:
     """Bare runtime, max sustained rate of one worker, latency at 50% / 90% of it, bursts, bare again."""
     d = ctx.durations
-    bare_before = ctx.bare(BASE)
+    bare_before = ctx.bare(ctx.base)
     search = RateSearch(start=0.85 * bare_before["posts_per_s"], growth=1.15, max_steps=d.search_max_steps)
     steps, verdicts = [], []
-    with ctx.rig("maxrate", BASE) as rig:
+    with ctx.rig("maxrate", ctx.base) as rig:
         rig.warm_up(0.3 * bare_before["posts_per_s"], d.warmup)
         while (rate := search.next_rate()) is not None:
             rate = round(rate, 1)
@@ -147,7 +148,7 @@ def maxrate(ctx: Context) -> dict[str, Any]:
             step = rig.step("bursts", phases)
             steps.append(step)
             console.log(f"bursts 50% -> 150% of max: {_latency_line(step)}")
-    bare_after = ctx.bare(BASE)
+    bare_after = ctx.bare(ctx.base)
     bare_rate = statistics.median([bare_before["posts_per_s"], bare_after["posts_per_s"]])
     figures = {
         "bare_posts_per_s": bare_rate,
@@ -165,18 +166,18 @@ def maxrate(ctx: Context) -> dict[str, Any]:
         f"max sustained {best:.0f}/s vs bare {bare_rate:.0f}/s: {best / bare_rate:.0%} "
         f"(bare before {bare_before['posts_per_s']:.0f}, after {bare_after['posts_per_s']:.0f})"
     )
-    return {"config": asdict(BASE), "figures": figures, "steps": steps}
+    return {"config": describe_config(ctx.base), "figures": figures, "steps": steps}
 
 
 def workers(ctx: Context) -> dict[str, Any]:
     """Saturated throughput of 1 worker x 2 threads, 1 x 1 and 2 x 1 (two cores either way)."""
     d = ctx.durations
     layouts = [(1, 2), (1, 1), (2, 1)]
-    bares = {threads: ctx.bare(replace(BASE, intra_op_threads=threads)) for threads in (2, 1)}
+    bares = {threads: ctx.bare(replace(ctx.base, intra_op_threads=threads)) for threads in (2, 1)}
     offered = 1.5 * bares[2]["posts_per_s"]
     runs, steps = [], []
     for count, threads in layouts:
-        config = replace(BASE, intra_op_threads=threads)
+        config = replace(ctx.base, intra_op_threads=threads)
         with ctx.rig("workers", config, count) as rig:
             rig.warm_up(0.3 * bares[threads]["posts_per_s"], d.warmup)
             step = rig.step(
@@ -198,7 +199,7 @@ def workers(ctx: Context) -> dict[str, Any]:
         "runs": runs,
         "bare": {f"{t}t": b for t, b in bares.items()},
     }
-    return {"config": asdict(BASE), "figures": figures, "steps": steps}
+    return {"config": describe_config(ctx.base), "figures": figures, "steps": steps}
 
 
 def batching(ctx: Context) -> dict[str, Any]:
@@ -207,11 +208,11 @@ def batching(ctx: Context) -> dict[str, Any]:
     settings = [(8, 20), (32, 20), (64, 20), (32, 5), (32, 50)]
     if ctx.quick:
         settings = [(8, 20), (32, 20)]
-    reference = ctx.bare(BASE)["posts_per_s"]
+    reference = ctx.bare(ctx.base)["posts_per_s"]
     fixed = round(0.4 * reference, 1)
     runs, steps = [], []
     for batch, wait in settings:
-        config = replace(BASE, max_batch_posts=batch, max_wait_ms=wait)
+        config = replace(ctx.base, max_batch_posts=batch, max_wait_ms=wait)
         with ctx.rig("batching", config) as rig:
             rig.warm_up(0.3 * reference, d.warmup)
             latency = rig.step(f"fixed-b{batch}-w{wait}", schedule.constant(fixed, d.fixed_rate))
@@ -232,7 +233,7 @@ def batching(ctx: Context) -> dict[str, Any]:
             f"at {fixed:.0f}/s {_latency_line(latency)}"
         )
     figures = {"bare_reference_posts_per_s": reference, "fixed_rate_posts_per_s": fixed, "runs": runs}
-    return {"config": asdict(BASE), "figures": figures, "steps": steps}
+    return {"config": describe_config(ctx.base), "figures": figures, "steps": steps}
 
 
 def precision(ctx: Context) -> dict[str, Any]:
@@ -240,10 +241,11 @@ def precision(ctx: Context) -> dict[str, Any]:
     from stream_ner.model import artifact, runtime
 
     d = ctx.durations
-    available = [p for p in ("int8", "fp32") if (runtime.DEFAULT_PATH / artifact.graph_name(p)).is_file()]
+    root = Path(ctx.base.model) if ctx.base.model else runtime.DEFAULT_PATH
+    available = [p for p in ("int8", "fp32") if (root / artifact.graph_name(p)).is_file()]
     runs, steps, fixed = [], [], None
     for name in available:
-        config = replace(BASE, precision=name)
+        config = replace(ctx.base, precision=name)
         bare_figures = ctx.bare(config)
         fixed = fixed or round(0.4 * bare_figures["posts_per_s"], 1)
         with ctx.rig("precision", config) as rig:
@@ -271,7 +273,7 @@ def precision(ctx: Context) -> dict[str, Any]:
         )
     missing = sorted({"int8", "fp32"} - set(available))
     figures = {"fixed_rate_posts_per_s": fixed, "runs": runs, "not_shipped": missing}
-    return {"config": asdict(BASE), "figures": figures, "steps": steps}
+    return {"config": describe_config(ctx.base), "figures": figures, "steps": steps}
 
 
 def soak(ctx: Context) -> dict[str, Any]:
@@ -282,9 +284,9 @@ def soak(ctx: Context) -> dict[str, Any]:
         rate = round(0.5 * earlier["figures"]["max_sustained_posts_per_s"], 1)
         basis = "50% of the max sustained rate measured by maxrate"
     else:
-        rate = round(0.45 * ctx.bare(BASE)["posts_per_s"], 1)
+        rate = round(0.45 * ctx.bare(ctx.base)["posts_per_s"], 1)
         basis = "45% of the bare runtime (no maxrate result found)"
-    with ctx.rig("soak", BASE) as rig:
+    with ctx.rig("soak", ctx.base) as rig:
         rig.warm_up(0.3 * rate, d.warmup)
         step = rig.step("soak", schedule.constant(rate, d.soak), sample_interval_s=2.0)
     rss = [(row["t"], row.get("rss_mb_w1")) for row in step["samples"] if row.get("rss_mb_w1") is not None]
@@ -303,7 +305,7 @@ def soak(ctx: Context) -> dict[str, Any]:
         "received": step["received"],
     }
     console.log(f"soak at {rate:.0f}/s: worker RSS {early} MB at {d.soak_early:.0f} s, {late} MB at the end")
-    return {"config": asdict(BASE), "figures": figures, "steps": [step]}
+    return {"config": describe_config(ctx.base), "figures": figures, "steps": [step]}
 
 
 SCENARIOS: dict[str, Callable[[Context], dict[str, Any]]] = {
@@ -316,6 +318,11 @@ SCENARIOS: dict[str, Callable[[Context], dict[str, Any]]] = {
 
 
 # -- helpers -----------------------------------------------------------------------------------------------
+
+
+def describe_config(config: WorkerConfig) -> dict[str, Any]:
+    """The worker settings for a result file: the model named by kind, never by path."""
+    return asdict(config) | {"model": "custom artifact" if config.model else "shipped default"}
 
 
 def _judge(step: dict[str, Any], rate: float, limits: Limits) -> dict[str, Any]:
@@ -371,6 +378,7 @@ def run(names: list[str], args: argparse.Namespace) -> list[Path]:
                 out_dir,
                 args.quick,
                 progress,
+                WorkerConfig(model=args.model),
             )
             for name in names:
                 began, started_at = time.monotonic(), datetime.now(UTC)
@@ -407,6 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--corpus", default=None, help="JSONL file or directory of posts (default: env, samples)"
     )
+    parser.add_argument("--model", default=None, help="model artifact directory (default: shipped)")
     parser.add_argument("--bootstrap", default=None, help="a running local broker (default: start one)")
     parser.add_argument("--out", default=None, help="results directory (default: loadtest/results)")
     parser.add_argument("--p99-limit-ms", type=float, default=1000.0, help="p99 a sustained step stays under")

@@ -113,10 +113,12 @@ class WorkerConfig:
     precision: str = "int8"
     intra_op_threads: int = 2
     queue_max_posts: int = 512
+    model: str | None = None  # artifact directory; None: the shipped default
 
     def env(self) -> dict[str, str]:
         """As ``STREAM_NER_*`` environment variables."""
-        return {
+        model = {"STREAM_NER_MODEL__PATH": self.model} if self.model else {}
+        return model | {
             "STREAM_NER_WORKER__MAX_BATCH_POSTS": str(self.max_batch_posts),
             "STREAM_NER_WORKER__MAX_WAIT_MS": str(self.max_wait_ms),
             "STREAM_NER_WORKER__QUEUE_MAX_POSTS": str(self.queue_max_posts),

@@ -1,0 +1,499 @@
+"""The benchmark report: PNG plots and ``RESULTS.md`` regenerated from the scenario JSON files.
+
+``python -m loadtest.report`` reads ``loadtest/results/*.json`` (any subset of the scenarios), draws the
+plots next to them and writes ``loadtest/RESULTS.md``; with ``--results DIR`` it reads DIR and writes
+``DIR/RESULTS.md``. Nothing is measured here: the report is a pure function of the result files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+from loadtest.measure import cdf, decode
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+DPI = 72
+
+
+def load(results: Path) -> dict[str, dict[str, Any]]:
+    """Every scenario result in ``results``, by scenario name."""
+    docs = {}
+    for path in sorted(results.glob("*.json")):
+        doc = json.loads(path.read_text())
+        if isinstance(doc, dict) and "scenario" in doc:
+            docs[doc["scenario"]] = doc
+    return docs
+
+
+def step(doc: dict[str, Any] | None, label: str) -> dict[str, Any] | None:
+    """The step of ``doc`` with that label."""
+    for item in (doc or {}).get("steps", []):
+        if item["label"] == label:
+            return dict(item)
+    return None
+
+
+# -- plots -------------------------------------------------------------------------------------------------
+
+
+def _pyplot():  # type: ignore[no-untyped-def]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"font.size": 8, "axes.grid": True, "grid.alpha": 0.3})
+    return plt
+
+
+def plot_latency_over_time(maxrate: dict[str, Any], path: Path) -> bool:
+    """Per-second p50/p99 (by send time) and sent/received per second of the load and burst steps."""
+    steps = [s for s in (step(maxrate, n) for n in ("load-50pct", "load-90pct", "bursts")) if s]
+    if not steps:
+        return False
+    plt = _pyplot()
+    fig, axes = plt.subplots(2, len(steps), figsize=(3.2 * len(steps), 4.4), squeeze=False, sharex="col")
+    for col, item in enumerate(steps):
+        rows = [r for r in item["timeline"] if r["t"] >= 0]
+        t = [r["t"] for r in rows if "p50_ms" in r]
+        top, bottom = axes[0][col], axes[1][col]
+        top.plot(t, [r["p50_ms"] for r in rows if "p50_ms" in r], label="p50")
+        top.plot(t, [r["p99_ms"] for r in rows if "p99_ms" in r], label="p99")
+        top.plot(t, [r["max_ms"] for r in rows if "max_ms" in r], label="max", alpha=0.4)
+        top.set_yscale("log")
+        top.set_title(f"{item['label']} ({item['target_rate']:.0f}/s offered)")
+        bottom.plot([r["t"] for r in rows], [r.get("sent", 0) for r in rows], label="sent/s")
+        bottom.plot([r["t"] for r in rows], [r["received"] for r in rows], label="events/s")
+        samples = [r for r in item["samples"] if r.get("backlog") is not None]
+        twin = bottom.twinx()
+        twin.plot(
+            [r["t"] - 0.2 for r in samples], [r["backlog"] for r in samples], color="grey", alpha=0.5, lw=0.8
+        )
+        twin.set_ylabel("backlog (posts)", color="grey")
+        bottom.set_xlabel("seconds since step start")
+        if col == 0:
+            top.set_ylabel("end-to-end latency (ms)")
+            bottom.set_ylabel("posts per second")
+            top.legend(loc="upper left")
+            bottom.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return True
+
+
+def plot_latency_cdf(docs: dict[str, dict[str, Any]], path: Path) -> bool:
+    """Latency against percentile ("nines" axis) for the load steps, bursts and the soak."""
+    curves = []
+    for name, label in (
+        ("maxrate", "load-50pct"),
+        ("maxrate", "load-90pct"),
+        ("maxrate", "bursts"),
+        ("soak", "soak"),
+    ):
+        item = step(docs.get(name), label)
+        if item and item["latency"]["count"]:
+            curves.append((f"{label} ({item['target_rate']:.0f}/s)", cdf(decode(item["histogram"]))))
+    if not curves:
+        return False
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    for label, points in curves:
+        xs = [-math.log10(max(1e-6, 1 - p / 100)) for p, _ in points]
+        ax.plot(xs, [v for _, v in points], label=label)
+    ticks = [0, 1, 2, 3, 4]
+    ax.set_xticks(ticks, ["p0", "p90", "p99", "p99.9", "p99.99"])
+    ax.set_yscale("log")
+    ax.set_ylabel("end-to-end latency (ms)")
+    ax.set_title("latency distribution (HDR histograms)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return True
+
+
+def plot_workers(workers: dict[str, Any], path: Path) -> bool:
+    """Saturated throughput per worker layout, with the bare runtime for reference."""
+    runs = workers["figures"]["runs"]
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.2, 3.2))
+    names = [
+        f"{r['workers']} worker{'s' if r['workers'] > 1 else ''}\n× {r['threads_per_worker']} thread"
+        for r in runs
+    ]
+    bars = ax.bar(names, [r["throughput_posts_per_s"] for r in runs], color="tab:blue")
+    ax.bar_label(bars, fmt="%.0f")
+    bare = workers["figures"]["bare"]
+    ax.axhline(bare["2t"]["posts_per_s"], color="tab:red", ls="--", label="bare runtime, 2 threads")
+    ax.axhline(bare["1t"]["posts_per_s"], color="tab:orange", ls=":", label="bare runtime, 1 thread")
+    ax.set_ylabel("posts/s (saturated)")
+    ax.set_title("throughput against workers (2 cores)")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return True
+
+
+def plot_search(maxrate: dict[str, Any], path: Path) -> bool:
+    """Offered rate against events/s in each search step, sustained or not."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.2, 3.2))
+    for v in maxrate["figures"]["search"]:
+        color = "tab:green" if v["sustained"] else "tab:red"
+        ax.scatter(v["rate"], v["received_rate_steady"], color=color, zorder=3)
+        ax.annotate(
+            f"p99 {v['p99_ms']:.0f}",
+            (v["rate"], v["received_rate_steady"]),
+            fontsize=6,
+            xytext=(3, -8),
+            textcoords="offset points",
+        )
+    top = max(v["rate"] for v in maxrate["figures"]["search"]) * 1.1
+    ax.plot([0, top], [0, top], color="grey", lw=0.8, label="events = offered")
+    ax.axhline(maxrate["figures"]["bare_posts_per_s"], color="tab:blue", ls="--", label="bare runtime")
+    ax.axvline(
+        maxrate["figures"]["max_sustained_posts_per_s"], color="tab:green", ls=":", label="max sustained"
+    )
+    ax.set_xlabel("offered posts/s")
+    ax.set_ylabel("events/s (steady part of the step)")
+    ax.set_title("max sustainable rate search (green: sustained)")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return True
+
+
+def plot_soak(soak: dict[str, Any], path: Path) -> bool:
+    """Worker RSS and per-10-s p99 over the soak."""
+    item = soak["steps"][0]
+    rss = [(r["t"], r["rss_mb_w1"]) for r in item["samples"] if r.get("rss_mb_w1") is not None]
+    if not rss:
+        return False
+    plt = _pyplot()
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 4.0), sharex=True)
+    top.plot([t for t, _ in rss], [v for _, v in rss], color="tab:purple")
+    top.set_ylabel("worker RSS (MB)")
+    top.set_ylim(0, max(v for _, v in rss) * 1.2)
+    top.set_title(f"soak at {soak['figures']['rate_posts_per_s']:.0f} posts/s")
+    timed = [r for r in item["timeline"] if "p99_ms" in r]
+    bottom.plot([r["t"] for r in timed], [r["p99_ms"] for r in timed], lw=0.6, label="p99 per second")
+    bottom.plot([r["t"] for r in timed], [r["p50_ms"] for r in timed], lw=0.6, label="p50 per second")
+    bottom.set_yscale("log")
+    bottom.set_ylabel("latency (ms)")
+    bottom.set_xlabel("seconds")
+    bottom.legend(loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return True
+
+
+# -- markdown ----------------------------------------------------------------------------------------------
+
+
+def _ms(summary: dict[str, float]) -> str:
+    keys = ("p50_ms", "p95_ms", "p99_ms", "p999_ms", "max_ms")
+    return " | ".join(f"{summary[k]:.0f}" for k in keys)
+
+
+def _num(value: float | None, fmt: str = ".0f") -> str:
+    return "–" if value is None else format(value, fmt)
+
+
+def _noise(docs: dict[str, dict[str, Any]]) -> str:
+    loads, others = [], []
+    for doc in docs.values():
+        for item in doc.get("steps", []):
+            loads.append(item["load_before"]["loadavg_1m"])
+            if item["medians"].get("cpu_others") is not None:
+                others.append(item["medians"]["cpu_others"])
+    if not loads:
+        return ""
+    return (
+        f"Load average (1 min) at the start of the steps: median {statistics.median(loads):.1f}, range "
+        f"{min(loads):.1f}–{max(loads):.1f}. CPU used by processes outside the test (other work on the "
+        f"machine), median over steps: {statistics.median(others) if others else 0:.0f}% of one core."
+    )
+
+
+def markdown(docs: dict[str, dict[str, Any]], images: dict[str, str]) -> str:
+    """The text of RESULTS.md."""
+    any_doc = next(iter(docs.values()))
+    m = any_doc["machine"]
+    v = m["versions"]
+    lines = [
+        "# stream-ner load test results",
+        "",
+        "Generated by `python -m loadtest.report` from `loadtest/results/*.json`; the whole set is",
+        "re-measured and this file rewritten by `python -m loadtest.scenarios all` (about 25 minutes).",
+        "Method and options: [README.md](README.md).",
+        "",
+        "## Machine",
+        "",
+        f"- CPU: {m['cpu']}, {m['logical_cpus']} logical CPUs; memory {m['memory_gb']} GB; {m['os']}",
+        f"- Python {m['python']}, onnxruntime {v.get('onnxruntime')}, "
+        f"confluent-kafka {v.get('confluent-kafka')} "
+        f"(librdkafka {v.get('librdkafka')}), tokenizers {v.get('tokenizers')}",
+        "- Everything on the same host: a single-node Kafka broker (KRaft, started by "
+        "`stream_ner.localstack`), "
+        "the workers, the load generator and the measuring consumer; 6 input and 6 output partitions.",
+        f"- Texts: {any_doc['corpus']}, reshuffled and varied (casing, hashtags, handles, emoji).",
+        "",
+        "**Noise.** The machine is shared with other work (training, test suites) running at the same "
+        "time. " + _noise(docs) + " Figures are medians where repeated; expect ±20% between runs.",
+        "",
+    ]
+    started = sorted(doc["started_at"] for doc in docs.values())
+    lines += [f"Runs: {started[0]} to {started[-1]} (UTC).", ""]
+    if "maxrate" in docs:
+        lines += _maxrate_section(docs["maxrate"], images)
+    if "workers" in docs:
+        lines += _workers_section(docs["workers"], images)
+    if "batching" in docs:
+        lines += _batching_section(docs["batching"])
+    if "precision" in docs:
+        lines += _precision_section(docs["precision"])
+    if "soak" in docs:
+        lines += _soak_section(docs["soak"], images)
+    lines += [
+        "## Commands",
+        "",
+        "```",
+        *(f"{doc['command']}    # {doc['wall_s']:.0f} s" for doc in docs.values()),
+        "python -m loadtest.report",
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _maxrate_section(doc: dict[str, Any], images: dict[str, str]) -> list[str]:
+    f = doc["figures"]
+    cfg = doc["config"]
+    ratio = f["stream_to_bare"]
+    l50, l90 = f["latency_at_50pct"], f["latency_at_90pct"]
+    top = step(doc, "load-90pct") or {}
+    med = top.get("medians", {})
+    bare_eff = statistics.median(
+        [b["posts_per_cpu_s"] for b in (f["bare_before"], f["bare_after"]) if b.get("posts_per_cpu_s")] or [0]
+    )
+    lines = [
+        "## Maximum sustained throughput and latency (one worker)",
+        "",
+        f"Worker: batch ≤ {cfg['max_batch_posts']} posts, max wait {cfg['max_wait_ms']} ms, "
+        f"{cfg['precision']} graph, {cfg['intra_op_threads']} intra-op threads, brand linking on. "
+        f"Bare runtime: `NerModel.predict` on batches of {cfg['max_batch_posts']} of the same texts, same "
+        "precision and threads, measured in the same run before and after the stream steps.",
+        "",
+        "| figure | value |",
+        "| --- | --- |",
+        f"| bare runtime (median of before {f['bare_before']['posts_per_s']:.0f} and after "
+        f"{f['bare_after']['posts_per_s']:.0f}) | **{f['bare_posts_per_s']:.0f} posts/s** |",
+        f"| stream, max sustained rate | **{f['max_sustained_posts_per_s']:.0f} posts/s** |",
+        f"| stream / bare | **{ratio:.0%}** (aim ≥ 90%: {'met' if ratio >= 0.9 else 'not met'}) |",
+        f"| lowest failed rate in the search | {_num(f['highest_failed_rate'])} posts/s |",
+        f"| p99 limit of a sustained step | {f['p99_limit_ms']:.0f} ms |",
+        "",
+        "End-to-end latency (send by the generator → event read by a consumer of `entities`), ms:",
+        "",
+        "| load | offered posts/s | p50 | p95 | p99 | p99.9 | max |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for label, summary in (("50% of max", l50), ("90% of max", l90)):
+        item = step(doc, f"load-{label[:2]}pct") or {}
+        lines.append(f"| {label} | {item.get('target_rate', 0):.0f} | {_ms(summary)} |")
+    bursts = step(doc, "bursts")
+    if bursts:
+        lines.append(
+            f"| bursts 50% → 150%, 2 s every 10 s | {bursts['target_rate']:.0f} (mean) "
+            f"| {_ms(bursts['latency'])} |"
+        )
+    aim = "met" if l50["p99_ms"] < 250 else "not met"
+    lines += [
+        "",
+        f"Aim p99 < 250 ms at 50% load: **{aim}** ({l50['p99_ms']:.0f} ms).",
+        "",
+        "Where the CPU goes at 90% of max (median % of one core while sending): "
+        f"worker {_num(med.get('cpu_w1'))}%, broker {_num(med.get('cpu_broker'))}%, "
+        f"load generator + measuring consumer {_num(med.get('cpu_loadtest'))}%, "
+        f"other work on the machine {_num(med.get('cpu_others'))}% "
+        f"(of {100 * doc['machine']['logical_cpus']}%). "
+        f"Work per CPU second: the worker turns {_num(top.get('posts_per_worker_cpu_s'))} posts into events "
+        f"per CPU second; the bare runtime predicts {_num(bare_eff)} posts per CPU second.",
+        "",
+        "Search steps (each a constant rate; sustained = lag bounded and p99 under the limit):",
+        "",
+        "| offered posts/s | events/s | p99 ms | backlog growth posts/s | verdict |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for v in f["search"]:
+        lines.append(
+            f"| {v['rate']:.0f} | {v['received_rate_steady']:.0f} | {v['p99_ms']:.0f} "
+            f"| {v['backlog_slope']:.1f} "
+            f"| {v['reason']} |"
+        )
+    lines.append("")
+    for key, caption in (
+        ("search", "Search steps"),
+        ("latency_over_time", "Latency and throughput over time"),
+        ("latency_cdf", "Latency distribution"),
+    ):
+        if key in images:
+            lines += [f"![{caption}]({images[key]})", ""]
+    return lines
+
+
+def _workers_section(doc: dict[str, Any], images: dict[str, str]) -> list[str]:
+    f = doc["figures"]
+    lines = [
+        "## 1 vs 2 workers",
+        "",
+        f"Each layout saturated at {f['offered_posts_per_s']:.0f} posts/s offered; events/s over the "
+        "steady part. "
+        "The machine has 2 cores: 1 worker × 2 threads uses both for one onnxruntime session; 2 workers × 1 "
+        "thread run two sessions side by side (two processes, each with its own model copy and RSS), so the "
+        "second worker adds no hardware, only parallelism outside the model (parsing, tokenising, "
+        "producing).",
+        "",
+        "| layout | events/s | worker CPU % | worker RSS MB |",
+        "| --- | --- | --- | --- |",
+    ]
+    for r in f["runs"]:
+        cpu = ", ".join(_num(c) for c in r["worker_cpu_pct"])
+        rss = ", ".join(_num(c) for c in r["worker_rss_mb"])
+        lines.append(
+            f"| {r['workers']} × {r['threads_per_worker']} thread(s) | {r['throughput_posts_per_s']:.0f} "
+            f"| {cpu} | {rss} |"
+        )
+    lines += [
+        "",
+        f"Bare runtime in the same run: {f['bare']['2t']['posts_per_s']:.0f} posts/s with 2 threads, "
+        f"{f['bare']['1t']['posts_per_s']:.0f} with 1.",
+        "",
+    ]
+    if "workers" in images:
+        lines += [f"![Throughput against workers]({images['workers']})", ""]
+    return lines
+
+
+def _batching_section(doc: dict[str, Any]) -> list[str]:
+    f = doc["figures"]
+    lines = [
+        "## Batch size and max wait",
+        "",
+        "One worker per setting: saturated events/s, and latency at a fixed "
+        f"{f['fixed_rate_posts_per_s']:.0f} "
+        f"posts/s (40% of the bare runtime, {f['bare_reference_posts_per_s']:.0f} posts/s).",
+        "",
+        "| max batch posts | max wait ms | saturated events/s | p50 | p95 | p99 | p99.9 | max |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in f["runs"]:
+        lines.append(
+            f"| {r['max_batch_posts']} | {r['max_wait_ms']} | {r['throughput_posts_per_s']:.0f} "
+            f"| {_ms(r['latency_at_fixed_rate'])} |"
+        )
+    return lines + [""]
+
+
+def _precision_section(doc: dict[str, Any]) -> list[str]:
+    f = doc["figures"]
+    lines = [
+        "## fp32 vs INT8",
+        "",
+    ]
+    if f["not_shipped"]:
+        lines += [f"Not measured: the model has no {', '.join(f['not_shipped'])} graph.", ""]
+    if f["runs"]:
+        lines += [
+            f"Latency at a fixed {_num(f['fixed_rate_posts_per_s'])} posts/s (ms).",
+            "",
+            "| graph | bare posts/s | stream saturated events/s | worker RSS MB "
+            "| p50 | p95 | p99 | p99.9 | max |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for r in f["runs"]:
+            lines.append(
+                f"| {r['precision']} | {r['bare_posts_per_s']:.0f} | {r['throughput_posts_per_s']:.0f} "
+                f"| {_num(r['worker_rss_mb'])} | {_ms(r['latency_at_fixed_rate'])} |"
+            )
+    return lines + [""]
+
+
+def _soak_section(doc: dict[str, Any], images: dict[str, str]) -> list[str]:
+    f = doc["figures"]
+    lines = [
+        "## Soak",
+        "",
+        f"One worker at {f['rate_posts_per_s']:.0f} posts/s ({f['rate_basis']}) "
+        f"for {f['duration_s'] / 60:.0f} "
+        f"minutes: {f['sent']} posts sent, {f['received']} events.",
+        "",
+        "| worker RSS after | MB |",
+        "| --- | --- |",
+        f"| {f['early_at_s']:.0f} s | {_num(f['rss_mb_early'], '.1f')} |",
+        f"| {f['duration_s']:.0f} s (end) | {_num(f['rss_mb_end'], '.1f')} |",
+        f"| growth | {_num(f['rss_growth_mb'], '+.1f')} |",
+        "",
+        f"Latency over the soak, ms: p50 {f['latency']['p50_ms']:.0f}, p95 {f['latency']['p95_ms']:.0f}, "
+        f"p99 {f['latency']['p99_ms']:.0f}, p99.9 {f['latency']['p999_ms']:.0f}, "
+        f"max {f['latency']['max_ms']:.0f}.",
+        "",
+    ]
+    if "soak" in images:
+        lines += [f"![Soak]({images['soak']})", ""]
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Draw the plots and write the markdown report."""
+    parser = argparse.ArgumentParser(prog="python -m loadtest.report", description=__doc__.splitlines()[0])
+    parser.add_argument("--results", default=str(RESULTS), help="directory of scenario JSON files")
+    parser.add_argument(
+        "--out", default=None, help="markdown file (default: loadtest/RESULTS.md or DIR/RESULTS.md)"
+    )
+    args = parser.parse_args(argv)
+    results = Path(args.results).resolve()
+    out = (
+        Path(args.out)
+        if args.out
+        else (HERE / "RESULTS.md" if results == RESULTS else results / "RESULTS.md")
+    )
+    docs = load(results)
+    if not docs:
+        raise SystemExit(f"no scenario results in {args.results}")
+    images: dict[str, str] = {}
+    plots = [
+        ("search", "maxrate", plot_search),
+        ("latency_over_time", "maxrate", plot_latency_over_time),
+        ("workers", "workers", plot_workers),
+        ("soak", "soak", plot_soak),
+    ]
+    for key, scenario, draw in plots:
+        path = results / f"{key}.png"
+        if scenario in docs and draw(docs[scenario], path):
+            images[key] = _relative(path, out.parent)
+    if plot_latency_cdf(docs, results / "latency_cdf.png"):
+        images["latency_cdf"] = _relative(results / "latency_cdf.png", out.parent)
+    out.write_text(markdown(docs, images))
+    print(f"wrote {out.name} and {len(images)} plots")
+    return 0
+
+
+def _relative(path: Path, start: Path) -> str:
+    import os
+
+    return os.path.relpath(path, start)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
