@@ -1,0 +1,204 @@
+"""Shared-format NER JSONL to training examples: word tags, per-token labels and loss masks.
+
+Posts are tokenized exactly as the runtime tokenizes them (``stream_ner.model.windows.WindowTokenizer``),
+so training sees the same words, subwords and shape classes as inference. Each pre-tokenizer word gets a
+BIO tag from the gold character spans; the first subword of a word carries its label, later subwords
+are ignored by the loss (the runtime's ``first`` aggregation reads the first subword).
+
+Two corpus conventions are made explicit here rather than learnt as noise:
+
+- **Labels a dataset does not annotate** (BTC has no PRODUCT): the example's ``label_mask`` excludes
+  those labels from the softmax, so a product in a BTC post is never taught as "not PRODUCT".
+- **@-mentions** are entities in BTC and unannotated in WNUT-17. The shipped policy follows BTC (a
+  handle such as ``@nike`` is a brand mention, span including the ``@``): words of a ``@handle`` in a
+  dataset that does not annotate handles are left out of the loss, and BTC mentions labelled without
+  their ``@`` are widened to include it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stream_ner.errors import ConfigError
+from stream_ner.model.windows import WindowTokenizer
+
+LABELS: tuple[str, ...] = ("PER", "ORG", "LOC", "PRODUCT")
+"""Entity types of the shared data, in label-map order."""
+
+ID2LABEL: tuple[str, ...] = ("O", *(f"{p}-{t}" for t in LABELS for p in ("B", "I")))
+IGNORE = -100
+"""Label id the loss skips (later subwords, special tokens, handles a dataset leaves unannotated)."""
+
+DATA_ENV = "STREAM_NER_NER_DATA"
+"""Environment variable naming the shared data directory (``<dir>/<dataset>/<split>.jsonl``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Corpus:
+    """What a dataset annotates: its entity types and whether @-mentions are entities."""
+
+    name: str
+    labels: frozenset[str]
+    annotates_handles: bool
+
+
+CORPORA: dict[str, Corpus] = {
+    "wnut17": Corpus("wnut17", frozenset(LABELS), annotates_handles=False),
+    "btc": Corpus("btc", frozenset({"PER", "ORG", "LOC"}), annotates_handles=True),
+}
+
+_HANDLE = re.compile(r"@\w+")
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One post of the shared format: text and gold entities as ``(start, end, label)``."""
+
+    id: str
+    text: str
+    spans: tuple[tuple[int, int, str], ...]
+    source: str
+
+
+@dataclass(slots=True, eq=False)
+class Example:
+    """One post ready for the model: token arrays (specials included) and its loss masks."""
+
+    record: Record
+    corpus: str
+    input_ids: np.ndarray
+    shape_ids: np.ndarray
+    labels: np.ndarray
+    label_mask: np.ndarray
+    """Boolean ``[num_labels]``: labels the post's corpus can teach (others are left out of the softmax)."""
+    offsets: np.ndarray = field(repr=False)
+    word_ids: np.ndarray = field(repr=False)
+
+
+def data_dir(path: str | Path | None) -> Path:
+    """The shared data directory: ``path``, else ``$STREAM_NER_NER_DATA``; a ``ConfigError`` if neither."""
+    chosen = path if path is not None else os.environ.get(DATA_ENV)
+    if not chosen:
+        raise ConfigError(f"no NER data directory: pass --data or set {DATA_ENV}")
+    root = Path(chosen)
+    if not root.is_dir():
+        raise ConfigError(f"NER data directory {root} does not exist")
+    return root
+
+
+def read_jsonl(path: str | Path) -> list[Record]:
+    """Records of a shared-format JSONL file (entities with a null label are skipped)."""
+    out = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            spans = tuple(
+                (int(e["start"]), int(e["end"]), str(e["label"]))
+                for e in row.get("entities") or []
+                if e.get("label")
+            )
+            out.append(Record(str(row.get("id", "")), str(row["text"]), spans, str(row.get("source", ""))))
+    return out
+
+
+def corpus_of(record: Record, default: str | None = None) -> Corpus:
+    """The corpus conventions of a record, from its ``source`` (``<dataset>/<split>``)."""
+    name = record.source.split("/", 1)[0] or (default or "")
+    if name not in CORPORA:
+        raise ConfigError(f"unknown corpus {name!r} for record {record.id!r}; known: {sorted(CORPORA)}")
+    return CORPORA[name]
+
+
+def with_handle_at(record: Record) -> Record:
+    """Widen an entity that starts right after ``@`` to include it (one @-mention convention)."""
+    spans = tuple(
+        (s - 1, e, label) if s > 0 and record.text[s - 1] == "@" else (s, e, label)
+        for s, e, label in record.spans
+    )
+    return Record(record.id, record.text, spans, record.source)
+
+
+def word_tags(starts: Sequence[int], ends: Sequence[int], spans: Iterable[tuple[int, int, str]]) -> list[str]:
+    """BIO tag per word from character spans: a word inside a span is ``I-``, the span's first word ``B-``."""
+    tags = ["O"] * len(starts)
+    for s, e, label in sorted(spans):
+        first = True
+        for i, (ws, we) in enumerate(zip(starts, ends, strict=True)):
+            if we <= s or ws >= e or tags[i] != "O":
+                continue
+            tags[i] = f"{'B' if first else 'I'}-{label}"
+            first = False
+    return tags
+
+
+def build_examples(
+    records: list[Record], tokenizer: WindowTokenizer, *, max_length: int, corpus: str | None = None
+) -> list[Example]:
+    """Examples of ``records`` (truncated to ``max_length`` tokens with specials), in order."""
+    label_ids = {label: i for i, label in enumerate(ID2LABEL)}
+    encoded = tokenizer.encode([r.text for r in records])
+    room = max_length - tokenizer.specials
+    p, q = len(tokenizer.prefix_ids), len(tokenizer.suffix_ids)
+    out = []
+    for record, enc in zip(records, encoded, strict=True):
+        conv = corpus_of(record, corpus)
+        if conv.annotates_handles:
+            record = with_handle_at(record)
+        n = min(len(enc), room)
+        word_ids = enc.word_ids[:n]
+        offsets = enc.offsets[:n]
+        words = sorted({int(w) for w in word_ids if w >= 0})
+        spans = {
+            w: (int(offsets[word_ids == w, 0].min()), int(offsets[word_ids == w, 1].max())) for w in words
+        }
+        tagged = word_tags([spans[w][0] for w in words], [spans[w][1] for w in words], record.spans)
+        tags = dict(zip(words, tagged, strict=True))
+        unannotated = (
+            [] if conv.annotates_handles else [(m.start(), m.end()) for m in _HANDLE.finditer(record.text)]
+        )
+        labels = np.full(n + p + q, IGNORE, dtype=np.int64)
+        seen: set[int] = set()
+        for t in range(n):
+            w = int(word_ids[t])
+            if w < 0 or w in seen:
+                continue
+            seen.add(w)
+            ws, we = spans[w]
+            if any(hs <= ws and we <= he for hs, he in unannotated):
+                continue
+            labels[p + t] = label_ids[tags[w]]
+        ids = np.concatenate([tokenizer.prefix_ids, enc.ids[:n], tokenizer.suffix_ids])
+        shapes = np.zeros(n + p + q, dtype=np.int64)
+        if enc.shapes is not None:
+            shapes[p : p + n] = enc.shapes[:n]
+        mask = np.array([lab == "O" or lab[2:] in conv.labels for lab in ID2LABEL])
+        out.append(Example(record, conv.name, ids, shapes, labels, mask, offsets, word_ids))
+    return out
+
+
+def load_split(root: Path, dataset: str, split: str) -> list[Record]:
+    """``<root>/<dataset>/<split>.jsonl`` as records."""
+    path = root / dataset / f"{split}.jsonl"
+    if not path.is_file():
+        raise ConfigError(f"missing data file {path}")
+    return read_jsonl(path)
+
+
+def describe(examples: list[Example]) -> dict[str, Any]:
+    """Counts for logs and the manifest: posts and labelled tokens per corpus."""
+    out: dict[str, Any] = {}
+    for ex in examples:
+        c = out.setdefault(ex.corpus, {"posts": 0, "tokens_in_loss": 0})
+        c["posts"] += 1
+        c["tokens_in_loss"] += int((ex.labels != IGNORE).sum())
+    return out

@@ -1,0 +1,337 @@
+"""Token classifier checkpoint to a model artifact (``stream_ner.model.artifact``): ONNX graphs and metadata.
+
+``export`` runs, in order:
+
+1. load the checkpoint (``stream_ner.offline.modeling.load_classifier``) and its fast tokenizer;
+2. trace it to ONNX (opset ``OPSET``, dynamic axes ``batch_size`` and ``sequence_length``, output
+   ``logits``) and optimise the graph with onnxruntime's transformer fusions -> ``model.fp32.onnx``;
+3. ``int8``: dynamic quantization of the fp32 graph, per-channel signed weights (MatMul, Attention and the
+   embedding Gather) -> ``model.int8.onnx``; ``fp16``: float16 weights and compute with float32 inputs and
+   outputs -> ``model.fp16.onnx``;
+4. parity on probe texts, through the runtime's own tokenization: max abs logit difference of fp32
+   against PyTorch (must be under ``tolerance``, else ``ModelError``), label agreement of int8 and fp16
+   against fp32 over real tokens (reported);
+5. ``tokenizer.json``, ``ner_config.json`` and ``manifest.json`` (sha256 of every file, versions, parity).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stream_ner.errors import ModelError
+from stream_ner.model import artifact
+from stream_ner.model.windows import WindowTokenizer, plan_windows
+
+OPSET = 17
+DEFAULT_TOLERANCE = 1e-3
+"""Max abs logit difference allowed between the fp32 graph and PyTorch."""
+
+PROBE_TEXTS: tuple[str, ...] = (
+    "Just landed in New York with @Delta, thanks for the upgrade! ✈️ #travel",
+    "new iPhone 16 Pro vs Samsung Galaxy S24 — which one? 🤔 https://example.com/x?y=1",
+    "Lionel Messi scores again for Inter Miami 🐐⚽",
+    "@nike @adidas who makes the better running shoe in 2024",
+    "Москва и Berlin: 東京 next week with Angela",
+    "tesla   model 3\tdelivery\ndelayed again, elon pls",
+    "RT @BBCNews: Storm hits the UK coast, thousands without power in Cornwall",
+    "lol",
+    "I ❤️ my new PlayStation 5 from Amazon!!! 😍😍😍",
+    "Microsoft and OpenAI announce new partnership in Seattle",
+    "#Starbucks pumpkin spice is back 🎃 at the Oxford St store",
+    "Taylor Swift Eras Tour tickets sold out on Ticketmaster in minutes",
+)
+
+
+@dataclass(slots=True)
+class ExportReport:
+    """What an export wrote and measured."""
+
+    out: Path
+    precisions: list[str]
+    input_names: list[str]
+    parity: dict[str, Any] = field(default_factory=dict)
+    sizes_mb: dict[str, float] = field(default_factory=dict)
+
+
+def sha256(path: Path) -> str:
+    """Hex sha256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def export(
+    src: str | Path,
+    out: str | Path,
+    *,
+    precisions: tuple[str, ...] = ("fp32", "int8"),
+    tolerance: float = DEFAULT_TOLERANCE,
+    max_length: int = 128,
+    stride: int = 32,
+    aggregation: str = "first",
+    name: str | None = None,
+    version: str = "0",
+    extra_manifest: dict[str, Any] | None = None,
+    keep_fp32: bool = True,
+    progress: Any = None,
+) -> ExportReport:
+    """Write the artifact for checkpoint ``src`` into directory ``out`` (steps 1-5 of the module).
+
+    ``keep_fp32`` false drops ``model.fp32.onnx`` after the other precisions are made from it.
+    ``progress`` is an optional ``rich.progress.Progress``. Raises ``ModelError`` on a parity failure.
+    """
+    import torch
+
+    from stream_ner.offline.modeling import id2label_of, load_classifier
+
+    for p in precisions:
+        artifact.graph_name(p)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    steps = 4 + len(precisions)
+    task = progress.add_task("export", total=steps) if progress else None
+
+    def step(what: str) -> None:
+        if progress is not None:
+            progress.update(task, advance=1, description=f"export: {what}")
+
+    # 1. checkpoint and tokenizer
+    classifier = load_classifier(src)
+    id2label = id2label_of(classifier)
+    _write_tokenizer(src, out / artifact.TOKENIZER)
+    tokenizer = WindowTokenizer.from_file(
+        out / artifact.TOKENIZER, with_shapes="shape_ids" in classifier.input_names
+    )
+    step("checkpoint loaded")
+
+    # 2. trace and optimise
+    work = Path(tempfile.mkdtemp(prefix="stream-ner-export-"))
+    try:
+        raw = work / "raw.onnx"
+        feeds = _probe_feeds(tokenizer, classifier.input_names, max_length)
+        example = tuple(torch.from_numpy(feeds[n][:2]) for n in classifier.input_names)
+        axes = {n: {0: "batch_size", 1: "sequence_length"} for n in classifier.input_names}
+        axes["logits"] = {0: "batch_size", 1: "sequence_length"}
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer warnings on Python control flow in HF models
+            torch.onnx.export(
+                classifier,
+                example,
+                str(raw),
+                input_names=classifier.input_names,
+                output_names=["logits"],
+                dynamic_axes=axes,
+                opset_version=OPSET,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+        fp32 = out / artifact.graph_name("fp32")
+        _optimize(raw, fp32, classifier.model.config)
+        step("fp32 graph traced and optimised")
+
+        # 3. other precisions
+        for precision in precisions:
+            if precision == "int8":
+                _quantize_int8(fp32, out / artifact.graph_name("int8"), work)
+            elif precision == "fp16":
+                _to_fp16(fp32, out / artifact.graph_name("fp16"))
+            step(f"{precision} graph written")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    # 4. parity
+    with torch.no_grad():
+        reference = classifier(*(torch.from_numpy(feeds[n]) for n in classifier.input_names)).numpy()
+    valid = feeds["attention_mask"].astype(bool)
+    parity: dict[str, Any] = {"probe_texts": len(PROBE_TEXTS), "tolerance": tolerance}
+    got = {p: _run(out / artifact.graph_name(p), feeds) for p in (*dict.fromkeys(("fp32", *precisions)),)}
+    diff = float(np.abs(got["fp32"] - reference)[valid].max())
+    parity["fp32_max_abs_diff_vs_torch"] = diff
+    labels32 = got["fp32"].argmax(-1)[valid]
+    parity["fp32_label_agreement_vs_torch"] = float((labels32 == reference.argmax(-1)[valid]).mean())
+    for p in precisions:
+        if p != "fp32" and got.get(p) is not None:
+            parity[f"{p}_label_agreement_vs_fp32"] = float((got[p].argmax(-1)[valid] == labels32).mean())
+            parity[f"{p}_max_abs_diff_vs_fp32"] = float(np.abs(got[p] - got["fp32"])[valid].max())
+    if diff > tolerance:
+        raise ModelError(f"fp32 ONNX logits differ from PyTorch by {diff:.2e} > tolerance {tolerance:.1e}")
+    step("parity checked")
+
+    # 5. metadata
+    if not keep_fp32 and "fp32" not in precisions:
+        fp32.unlink()
+    written = [p for p in artifact.PRECISIONS if (out / artifact.graph_name(p)).is_file()]
+    ner_config = {
+        "id2label": id2label,
+        "scheme": "BIOES" if any(label.startswith(("E-", "S-", "L-", "U-")) for label in id2label) else "BIO",
+        "max_length": max_length,
+        "stride": stride,
+        "aggregation": aggregation,
+        "inputs": {},
+    }
+    (out / artifact.NER_CONFIG).write_text(json.dumps(ner_config, indent=2) + "\n", encoding="utf-8")
+    files = [artifact.NER_CONFIG, artifact.TOKENIZER, *(artifact.graph_name(p) for p in written)]
+    manifest = {
+        "name": name or Path(str(src)).name,
+        "version": version,
+        "source": str(src) if not Path(str(src)).is_absolute() else Path(str(src)).name,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "versions": _versions(),
+        "opset": OPSET,
+        "inputs": classifier.input_names,
+        "precisions": {p: _precision_note(p) for p in written},
+        "parity": parity,
+        **(extra_manifest or {}),
+        "files": {f: sha256(out / f) for f in files},
+    }
+    (out / artifact.MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    step("metadata written")
+    sizes = {p: round((out / artifact.graph_name(p)).stat().st_size / 1e6, 1) for p in written}
+    return ExportReport(out, written, list(classifier.input_names), parity, sizes)
+
+
+def refresh_manifest(out: Path, updates: dict[str, Any]) -> None:
+    """Merge ``updates`` into ``manifest.json`` and recompute the sha256 of the files it lists."""
+    path = out / artifact.MANIFEST
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest.update(updates)
+    present = [f for f in manifest.get("files", {}) if (out / f).is_file()]
+    manifest["files"] = {f: sha256(out / f) for f in present}
+    path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+
+def _precision_note(precision: str) -> str:
+    return {
+        "fp32": "float32, onnxruntime transformer fusions",
+        "int8": "dynamic quantization, per-channel QInt8 weights (MatMul, Attention, embeddings), for CPU",
+        "fp16": "float16 weights and compute, float32 inputs/outputs, for CUDA",
+    }[precision]
+
+
+def _write_tokenizer(src: str | Path, dest: Path) -> None:
+    local = Path(src) / artifact.TOKENIZER
+    if local.is_file():
+        shutil.copyfile(local, dest)
+        return
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(src))
+    if not getattr(tok, "is_fast", False):
+        raise ModelError(f"{src} has no fast tokenizer; the runtime needs tokenizer.json")
+    tok.backend_tokenizer.save(str(dest))
+
+
+def _probe_feeds(tokenizer: WindowTokenizer, names: list[str], max_length: int) -> dict[str, np.ndarray]:
+    """Padded inputs of the probe texts (one batch, longest first so the example has padding)."""
+    texts = sorted(PROBE_TEXTS, key=len, reverse=True)
+    encoded = tokenizer.encode(texts)
+    windows = plan_windows([len(e) for e in encoded], max_length - tokenizer.specials, 0)
+    first = {}
+    for w in windows:
+        first.setdefault(w.text_index, w)
+    batch = next(
+        tokenizer.make_batches(
+            encoded, list(first.values()), max_batch_size=len(texts), max_batch_tokens=1 << 30
+        )
+    )
+    arrays = batch.arrays
+    arrays.setdefault("shape_ids", np.zeros_like(arrays["input_ids"]))
+    # longest row first: the traced example (rows 0-1) then has both a full and a padded row
+    order = np.argsort(-arrays["attention_mask"].sum(1), kind="stable")
+    return {n: np.ascontiguousarray(arrays[n][order]) for n in names}
+
+
+def _optimize(raw: Path, dest: Path, config: Any) -> None:
+    """Onnxruntime transformer fusions for known encoders; a plain copy when the type is unknown."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    kind = str(getattr(config, "model_type", "bert"))
+    known = {
+        "bert": "bert",
+        "roberta": "bert",
+        "xlm-roberta": "bert",
+        "distilbert": "bert",
+        "electra": "bert",
+    }
+    model = optimize_model(
+        str(raw),
+        model_type=known.get(kind, "bert"),
+        num_heads=int(getattr(config, "num_attention_heads", 0) or 0),
+        hidden_size=int(getattr(config, "hidden_size", 0) or 0),
+        opt_level=1 if kind in known else 0,
+    )
+    model.save_model_to_file(str(dest))
+
+
+def _quantize_int8(fp32: Path, dest: Path, work: Path) -> None:
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    pre = work / "pre.onnx"
+    try:
+        quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+    except Exception:  # pre-processing is an optimisation; quantize the graph as it is when it fails
+        shutil.copyfile(fp32, pre)
+    quantize_dynamic(
+        str(pre),
+        str(dest),
+        per_channel=True,
+        weight_type=QuantType.QInt8,
+        op_types_to_quantize=["MatMul", "Gather", "Attention", "EmbedLayerNormalization"],
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
+
+
+def _to_fp16(fp32: Path, dest: Path) -> None:
+    import onnx
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    model = OnnxModel(onnx.load(str(fp32)))
+    model.convert_float_to_float16(keep_io_types=True)
+    model.save_model_to_file(str(dest))
+    onnx.checker.check_model(str(dest))
+
+
+def _run(graph: Path, feeds: dict[str, np.ndarray]) -> np.ndarray | None:
+    """Logits of a graph on CPU; ``None`` when this machine cannot run it (fp16 kernels missing)."""
+    import onnxruntime as ort
+
+    try:
+        session = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
+        names = {i.name for i in session.get_inputs()}
+        return np.asarray(
+            session.run(["logits"], {k: v for k, v in feeds.items() if k in names})[0], np.float32
+        )
+    except Exception:
+        if ".fp16." in graph.name:
+            return None
+        raise
+
+
+def _versions() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+    import tokenizers
+    import torch
+    import transformers
+
+    return {
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "tokenizers": tokenizers.__version__,
+    }

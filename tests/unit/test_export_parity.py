@@ -1,0 +1,154 @@
+"""Export parity: ONNX graphs written by ``model export`` against the PyTorch model they come from.
+
+Small random BERT token classifiers (2 layers, hidden 64) on the real all-MiniLM-L6-v2 tokenizer: one
+plain Hugging Face checkpoint and one with the shape embedding. Each is exported to fp32, int8 and fp16;
+fp32 logits must match PyTorch within the export tolerance on texts the probes never saw, int8 must agree
+with fp32 on most token labels, and the artifact must load and run in the runtime ``NerModel``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from stream_ner.model import artifact
+from stream_ner.model.runtime import NerModel
+from stream_ner.model.windows import WindowTokenizer, plan_windows
+from stream_ner.offline.data import ID2LABEL
+from stream_ner.offline.export import DEFAULT_TOLERANCE, export, sha256
+from stream_ner.offline.modeling import ShapeTokenClassifier, load_classifier
+from tests.unit.test_windows import tokenizer_path
+
+TEXTS = [
+    "Booked a table at Nando's in Leeds with @sarah_k 🍗🔥 #friday",
+    "ok so the new Pixel 9 camera is unreal https://t.co/AbC123 😳",
+    "БАРСЕЛОНА 2:1 — what a night for Lewandowski!!!",
+    "  spaces\u00a0and\ttabs\n\nand a zero\u200bwidth joiner  ",
+    "yo",
+    "Angela Merkel met Emmanuel Macron in Paris to talk about Airbus " * 3,
+]
+
+
+def _checkpoint(tmp: Path, *, shapes: bool) -> Path:
+    from transformers import BertConfig, BertForTokenClassification
+
+    torch.manual_seed(3)
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=128,
+        max_position_embeddings=256,
+        num_labels=len(ID2LABEL),
+        id2label=dict(enumerate(ID2LABEL)),
+        label2id={label: i for i, label in enumerate(ID2LABEL)},
+    )
+    model = BertForTokenClassification(config)
+    with torch.no_grad():  # a confident head, so labels are decided by more than quantization noise
+        model.classifier.weight.mul_(8.0)
+    shape = None
+    if shapes:
+        shape = torch.nn.Embedding(7, 64)
+        torch.nn.init.normal_(shape.weight, std=0.5)
+    src = tmp / ("shaped" if shapes else "plain")
+    ShapeTokenClassifier(model, shape, use_token_types=True).save(src)
+    shutil.copyfile(tokenizer_path(), src / artifact.TOKENIZER)
+    return src
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["plain", "shapes"])
+def exported(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    tmp = tmp_path_factory.mktemp("export")
+    src = _checkpoint(tmp, shapes=request.param)
+    out = tmp / "artifact"
+    export(src, out, precisions=("fp32", "int8", "fp16"), max_length=64, stride=16)
+    return src, out
+
+
+def _feeds(out: Path, names: list[str]) -> dict[str, np.ndarray]:
+    tok = WindowTokenizer.from_file(out / artifact.TOKENIZER, with_shapes="shape_ids" in names)
+    encoded = tok.encode(TEXTS)
+    windows = [w for w in plan_windows([len(e) for e in encoded], 62, 0) if w.start == 0]
+    batch = next(tok.make_batches(encoded, windows, max_batch_size=64, max_batch_tokens=1 << 20))
+    return {n: batch.arrays[n] for n in names}
+
+
+def _onnx_logits(graph: Path, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    session = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
+    return session.run(["logits"], feeds)[0]
+
+
+def test_fp32_graph_matches_pytorch_within_tolerance(exported: tuple[Path, Path]) -> None:
+    src, out = exported
+    classifier = load_classifier(src)
+    feeds = _feeds(out, classifier.input_names)
+    with torch.no_grad():
+        expected = classifier(*(torch.from_numpy(feeds[n]) for n in classifier.input_names)).numpy()
+    got = _onnx_logits(out / "model.fp32.onnx", feeds)
+    valid = feeds["attention_mask"].astype(bool)
+    assert got.shape == expected.shape
+    assert np.abs(got - expected)[valid].max() < DEFAULT_TOLERANCE
+
+
+def test_int8_and_fp16_agree_with_fp32_on_token_labels(exported: tuple[Path, Path]) -> None:
+    src, out = exported
+    names = load_classifier(src).input_names
+    feeds = _feeds(out, names)
+    valid = feeds["attention_mask"].astype(bool)
+    fp32 = _onnx_logits(out / "model.fp32.onnx", feeds).argmax(-1)[valid]
+    int8 = _onnx_logits(out / "model.int8.onnx", feeds).argmax(-1)[valid]
+    fp16 = _onnx_logits(out / "model.fp16.onnx", feeds).argmax(-1)[valid]
+    assert (int8 == fp32).mean() >= 0.9
+    assert (fp16 == fp32).mean() >= 0.99
+    assert (out / "model.int8.onnx").stat().st_size < 0.4 * (out / "model.fp32.onnx").stat().st_size
+
+
+def test_graph_has_dynamic_axes_and_declared_inputs(exported: tuple[Path, Path]) -> None:
+    src, out = exported
+    session = ort.InferenceSession(str(out / "model.int8.onnx"), providers=["CPUExecutionProvider"])
+    inputs = {i.name: i for i in session.get_inputs()}
+    assert list(inputs) == load_classifier(src).input_names
+    for node in inputs.values():
+        assert node.type == "tensor(int64)"
+        assert node.shape == ["batch_size", "sequence_length"]
+    (logits,) = session.get_outputs()
+    assert logits.name == "logits"
+    assert logits.shape[:2] == ["batch_size", "sequence_length"]
+
+
+def test_manifest_lists_files_with_sha256_and_parity(exported: tuple[Path, Path]) -> None:
+    _, out = exported
+    manifest = json.loads((out / artifact.MANIFEST).read_text())
+    config = json.loads((out / artifact.NER_CONFIG).read_text())
+    assert config["id2label"] == list(ID2LABEL) and config["scheme"] == "BIO"
+    assert config["max_length"] == 64 and config["stride"] == 16
+    for name in (
+        "model.fp32.onnx",
+        "model.int8.onnx",
+        "model.fp16.onnx",
+        "tokenizer.json",
+        "ner_config.json",
+    ):
+        assert manifest["files"][name] == sha256(out / name)
+    assert manifest["opset"] >= 17
+    assert manifest["parity"]["fp32_max_abs_diff_vs_torch"] < DEFAULT_TOLERANCE
+    assert 0.9 <= manifest["parity"]["int8_label_agreement_vs_fp32"] <= 1.0
+
+
+def test_runtime_loads_the_export_and_offsets_point_into_the_text(exported: tuple[Path, Path]) -> None:
+    _, out = exported
+    for precision in ("fp32", "int8"):
+        model = NerModel.load(out, precision=precision)
+        results = model.predict(TEXTS)
+        assert len(results) == len(TEXTS)
+        assert sum(len(r) for r in results) > 0  # a confident random head tags something
+        for text, entities in zip(TEXTS, results, strict=True):
+            for e in entities:
+                assert text[e.start : e.end] == e.text and e.text.strip() == e.text
