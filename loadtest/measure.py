@@ -116,7 +116,8 @@ class LatencyRecorder:
 class EventCollector:
     """Consumes the entities topic in a thread and times every event of a load-test post.
 
-    ``register(step, origin_ns)`` before a step's first post; ``received(step)`` counts distinct posts seen.
+    ``register(step, origin_ns)`` before a step's first post; ``received(step)`` counts distinct posts seen;
+    ``finish(step)`` before reading the step's recorder (the collector thread no longer writes to it).
     Events of posts from other producers (no ``metadata.loadtest``) are counted as ``foreign``.
     """
 
@@ -139,6 +140,8 @@ class EventCollector:
         self._seen: dict[str, set[str]] = defaultdict(set)
         self.duplicates: dict[str, int] = defaultdict(int)
         self.foreign = 0
+        self.late: dict[str, int] = defaultdict(int)
+        self._finished: set[str] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="loadtest-collector", daemon=True)
         self.error: BaseException | None = None
@@ -163,6 +166,12 @@ class EventCollector:
             recorder = self._steps[step] = LatencyRecorder(origin_ns)
         return recorder
 
+    def finish(self, step: str) -> None:
+        """Stop timing ``step``: its recorder is safe to read; later events only count as ``late``."""
+        with self._lock:
+            self._steps.pop(step, None)
+            self._finished.add(step)
+
     def received(self, step: str) -> int:
         """Distinct posts of ``step`` seen so far."""
         with self._lock:
@@ -186,7 +195,10 @@ class EventCollector:
         with self._lock:
             recorder = self._steps.get(step) if isinstance(step, str) else None
             if recorder is None or not isinstance(sent_ns, int):
-                self.foreign += 1
+                if step in self._finished:
+                    self.late[step] += 1
+                else:
+                    self.foreign += 1
                 return
             seen = self._seen[step]
             if event["post_id"] in seen:

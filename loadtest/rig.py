@@ -7,7 +7,8 @@ measured about it as a JSON-ready dict:
 2. the sampler starts (backlog, consumer lag, CPU and RSS of workers, broker and this process);
 3. the generator sends the schedule;
 4. unless ``drain=False``, the step waits (bounded) until every post sent came back as an event;
-5. the sampler stops and the figures are assembled.
+5. the collector stops timing the step (later events count as late), the sampler stops, and the figures
+   are assembled.
 """
 
 from __future__ import annotations
@@ -129,6 +130,7 @@ class Rig:
             )
             self.pool.check_alive()
             worker_cpu_s = self._worker_cpu_s() - cpu_before
+            collector.finish(label)
             done = collector.received(label)
         self.progress.remove_task(task)  # 5.
         if collector.error is not None:

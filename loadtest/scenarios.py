@@ -58,16 +58,16 @@ class Durations:
 
 
 QUICK = Durations(
-    bare=3.0,
-    search_step=5.0,
+    bare=2.0,
+    search_step=4.0,
     search_max_steps=3,
-    latency=6.0,
+    latency=4.0,
     burst=0.0,
-    saturate=5.0,
-    fixed_rate=5.0,
-    soak=45.0,
-    soak_early=15.0,
-    warmup=2.0,
+    saturate=4.0,
+    fixed_rate=4.0,
+    soak=30.0,
+    soak_early=10.0,
+    warmup=1.0,
 )
 
 
@@ -172,7 +172,7 @@ def maxrate(ctx: Context) -> dict[str, Any]:
 def workers(ctx: Context) -> dict[str, Any]:
     """Saturated throughput of 1 worker x 2 threads, 1 x 1 and 2 x 1 (two cores either way)."""
     d = ctx.durations
-    layouts = [(1, 2), (1, 1), (2, 1)]
+    layouts = [(1, 2), (2, 1)] if ctx.quick else [(1, 2), (1, 1), (2, 1)]
     bares = {threads: ctx.bare(replace(ctx.base, intra_op_threads=threads)) for threads in (2, 1)}
     offered = 1.5 * bares[2]["posts_per_s"]
     runs, steps = [], []
