@@ -195,7 +195,7 @@ def test_batch_of_many_lengths_keeps_order_and_matches_one_by_one(lookup: NerMod
         [t for t, _ in AWKWARD_POSTS] + ["Apple " * n + "Tim Cook" for n in (0, 3, 30, 200)] + ["Paris"] * 70
     )
     batched = lookup.predict(texts)
-    assert len(batched) == len(texts)
+    assert len(batched) == len(texts) and lookup.predict([]) == []
     assert [spans(x) for x in batched] == [spans(lookup.predict([t])[0]) for t in texts]
     assert [(e.start, e.label, e.text) for e in batched[0]] == AWKWARD_POSTS[0][1]
     assert [len(x) for x in batched[len(AWKWARD_POSTS) :]] == [1, 4, 31, 201] + [1] * 70
