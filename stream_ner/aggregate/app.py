@@ -56,6 +56,35 @@ def source_partitions(settings: Settings) -> int:
     return len(found.partitions)
 
 
+def ensure_internal_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
+    """Create the by-brand and changelog topics before faust starts, and wait for their leaders.
+
+    faust creates internal topics itself, but subscribes before a new topic reaches the cluster metadata
+    it reads and may then ignore it for good; creating them first removes that race.
+    """
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from stream_ner.topics import wait_for_leaders
+
+    conf = settings.aggregate
+    replication = replication_factor(settings)
+    wanted = {
+        f"{conf.app_id}-by-brand": {"cleanup.policy": "delete"},
+        f"{conf.app_id}-state-changelog": {"cleanup.policy": "compact"},
+    }
+    admin = AdminClient(settings.kafka.librdkafka())
+    new = [NewTopic(name, conf.partitions, replication, config=cfg) for name, cfg in wanted.items()]
+    for name, future in admin.create_topics(new, operation_timeout=timeout).items():
+        try:
+            future.result(timeout)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise KafkaUnavailable(f"cannot create {name}: {exc}") from exc
+    wait_for_leaders(admin, list(wanted), timeout)
+    return list(wanted)
+
+
 def build_app(settings: Settings, metrics: AggregateMetrics) -> Any:
     """The faust app: topics, table, agents and outbox tasks; nothing runs until a worker starts it."""
     import faust
@@ -179,6 +208,7 @@ def run_worker(settings: Settings) -> int:
     conf = settings.aggregate
     if conf.metrics_port:
         start_http_server(conf.metrics_port, addr=conf.metrics_host, registry=metrics.registry)
+    ensure_internal_topics(settings)
     app = build_app(settings, metrics)
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), redirect_stdouts=False)
     worker.execute_from_commandline()

@@ -73,14 +73,13 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
 
 
 def producer_config(settings: Settings) -> dict[str, Any]:
-    """Librdkafka settings of the worker's producer: idempotent, acks from all in-sync replicas."""
-    return settings.kafka.librdkafka() | {
-        "enable.idempotence": True,
-        "acks": "all",
-        "linger.ms": 5,
-        "compression.type": "lz4",
-        "message.max.bytes": 2 * 1024 * 1024,
-    }
+    """librdkafka settings of the worker's producer: idempotent, acks from all in-sync replicas.
+
+    Tuning (linger, compression, sizes) may be overridden through ``kafka.extra``; the delivery settings
+    may not.
+    """
+    tuning = {"linger.ms": 5, "compression.type": "lz4", "message.max.bytes": 2 * 1024 * 1024}
+    return tuning | settings.kafka.librdkafka() | {"enable.idempotence": True, "acks": "all"}
 
 
 class Worker:

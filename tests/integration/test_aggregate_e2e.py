@@ -18,7 +18,13 @@ from tests.integration.worker_harness import Topics, produce, start_worker
 
 def test_sample_posts_reach_the_brand_leaderboard(kafka_bootstrap, redis_url, tmp_path, request):
     names = Names.fresh(request.node.name)
-    topics = Topics(f"{names.app_id}.raw", names.entities, f"{names.app_id}.dlq", f"{names.app_id}.workers")
+    topics = Topics(
+        f"{names.app_id}.raw",
+        names.entities,
+        f"{names.app_id}.dlq",
+        names.aggregates,
+        f"{names.app_id}.workers",
+    )
     create_topics(kafka_bootstrap, [topics.raw, topics.entities, topics.dlq, names.aggregates], partitions=2)
     lines = (resources.files("stream_ner") / "samples" / "posts.jsonl").read_text().splitlines()
     posts = [json.loads(line) for line in lines if line.strip()]
@@ -42,7 +48,7 @@ def test_sample_posts_reach_the_brand_leaderboard(kafka_bootstrap, redis_url, tm
             "brands",
             "top",
             "--window",
-            "1h",
+            "5m",  # the test aggregator's windows are 1m and 5m (test_aggregate.WINDOWS)
             "--at",
             str(at),
             "--n",
@@ -61,7 +67,7 @@ def test_sample_posts_reach_the_brand_leaderboard(kafka_bootstrap, redis_url, tm
             time.sleep(2)
         client.close()
         assert len(shown) >= 0.8 * len(untagged), f"{sorted(untagged - shown)} missing from:\n{out.stdout}"
-        assert out.returncode == 0 and "1h window" in out.stdout
+        assert out.returncode == 0 and "5m window" in out.stdout
     finally:
         aggregator.stop()
         if worker.proc.poll() is None:
