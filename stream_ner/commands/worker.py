@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
 def serve(settings, link_brands: bool = True) -> int:  # type: ignore[no-untyped-def]
     """Run one worker with the given settings; returns the exit code."""
-    from stream_ner.model import NerModel
+    from stream_ner.model.runtime import NerModel
     from stream_ner.worker.metrics import MetricsServer, WorkerMetrics
     from stream_ner.worker.runner import Worker
 
