@@ -20,6 +20,7 @@ Requirements: bash, Java 17+ (and Maven for the first jar fetch), ``redis-server
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -100,6 +101,13 @@ def state_dir() -> Path:
     if os.access(repo, os.W_OK):
         return repo / ".run"
     return _user_cache() / "run"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now (another process may still take it before you bind)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def start_kafka(port: int | None = None, *, name: str | None = None, timeout: float = 180.0) -> LocalService:

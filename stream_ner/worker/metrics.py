@@ -81,6 +81,20 @@ class WorkerMetrics:
                     self.lag.labels(topic, partition).set(lag)
 
 
+def scrape(port: int, host: str = "127.0.0.1", timeout: float = 5.0) -> dict[str, float]:
+    """Read a ``/metrics`` endpoint into ``{"name{labels}": value}`` (for operators, tests and load tests)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=timeout) as response:
+        text = response.read().decode()
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    return values
+
+
 class MetricsServer:
     """Serves ``/metrics`` (Prometheus text format) and ``/health`` in a daemon thread.
 

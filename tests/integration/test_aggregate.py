@@ -15,7 +15,6 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
@@ -28,19 +27,13 @@ import redis
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from stream_ner.localstack import free_port
 from stream_ner.messages import EntityEvent, EntityMention, ModelRef, Origin
 from stream_ner.topics import wait_for_leaders
+from stream_ner.worker.metrics import scrape
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 WINDOWS = [{"name": "1m", "size_s": 60, "step_s": 60}, {"name": "5m", "size_s": 300, "step_s": 60}]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -73,14 +66,7 @@ class Aggregator:
     log_path: Path
 
     def metrics(self) -> dict[str, float]:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
-            text = response.read().decode()
-        values: dict[str, float] = defaultdict(float)
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                values[name] = float(value)
-        return values
+        return defaultdict(float, scrape(self.metrics_port))
 
     def metric(self, name: str) -> float:
         try:

@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,14 +16,10 @@ import psutil
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from stream_ner.localstack import free_port
 from stream_ner.settings import Settings, TopicSettings
 from stream_ner.topics import apply, load_specs
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from stream_ner.worker.metrics import scrape
 
 
 @dataclass
@@ -68,14 +62,7 @@ class WorkerProcess:
 
     def metrics(self) -> dict[str, float]:
         """Scrape /metrics into {name{labels}: value}."""
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
-            text = response.read().decode()
-        values = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                values[name] = float(value)
-        return values
+        return scrape(self.metrics_port)
 
     def wait_assigned(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
