@@ -1,7 +1,7 @@
 """Text folding shared by the catalog and the linker.
 
 ``fold`` maps a text to a string of the same length (so offsets found in it are offsets into the original):
-lower case, accents dropped (``é`` -> ``e``), typographic apostrophes and dashes made plain, every space
+lower case, Latin accents dropped (``é`` -> ``e``; other scripts keep their marks), typographic apostrophes and dashes made plain, every space
 character made ``" "``. ``surface_id`` turns an unknown ORG/PRODUCT mention into a stable brand id.
 """
 
@@ -30,6 +30,8 @@ def _fold_char(char: str) -> str:
     if char.isspace():
         return " "
     base = unicodedata.normalize("NFD", char)[0]
+    if not base.isascii():  # only Latin accents are dropped: ブ must not become フ
+        base = char
     lower = base.lower()
     return lower if len(lower) == 1 else base
 

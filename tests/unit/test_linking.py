@@ -124,3 +124,11 @@ def test_fold_keeps_length_and_surface_ids_are_marked():
     assert surface_id("@Acme_Robotics") == UNKNOWN_PREFIX + "acme_robotics"
     assert surface_id("  ACME   Robotics's ") == "~acme robotics"
     assert surface_id("!!") is None
+
+
+def test_folding_drops_latin_accents_only():
+    from stream_ner.brands.normalize import fold, surface_id
+
+    assert fold("Café Nestlé") == "cafe nestle"
+    assert fold("セブンイレブン") == "セブンイレブン"  # dakuten are part of the letter, not accents
+    assert surface_id("セブン-イレブン") == "~セブン-イレブン"
