@@ -12,8 +12,9 @@ For one text the steps are:
    An ``I-``/``E-`` that does not continue an open entity of the same label starts a new one; a label
    change or ``O`` ends the open one.
 4. ``to_entities``: character spans from the words' token offsets, trimmed of leading and trailing
-   whitespace and invisible format characters. An entity's ``score`` is the mean, over its words, of the
-   probability of each word's predicted tag.
+   whitespace and invisible format characters; a span without a letter or digit (a lone ``@`` or ``#``,
+   an emoji) is no entity. An entity's ``score`` is the mean, over its words, of the probability of each
+   word's predicted tag.
 """
 
 from __future__ import annotations
@@ -144,7 +145,7 @@ def to_entities(
     word_end_chars: np.ndarray,
     word_scores: np.ndarray,
 ) -> list[Entity]:
-    """Entities with trimmed character spans; a run that trims to nothing is dropped."""
+    """Entities with trimmed character spans; a run without a letter or digit is dropped."""
     out = []
     starts, ends, scores = word_start_chars.tolist(), word_end_chars.tolist(), word_scores.tolist()
     for first, stop, label in runs:
@@ -153,7 +154,7 @@ def to_entities(
             start += 1
         while end > start and _invisible(text[end - 1]):
             end -= 1
-        if start < end:
+        if any(c.isalnum() for c in text[start:end]):
             score = sum(scores[first:stop]) / (stop - first)
             out.append(Entity(start=start, end=end, label=label, score=score, text=text[start:end]))
     return out

@@ -149,6 +149,14 @@ def test_decode_text_never_tags_literal_special_tokens() -> None:
     assert [e.text for e in entities] == ["Acme"]
 
 
+def test_spans_without_a_letter_or_digit_are_dropped() -> None:
+    text = "@ Nike 🔥 # 2024"
+    offsets = np.array([[0, 1], [2, 6], [7, 8], [9, 10], [11, 15]])
+    logits = onehot(BIO, ["B-PER", "B-ORG", "B-ORG", "B-ORG", "B-ORG"])
+    found = decode_text(text, logits, offsets, np.arange(5), TagSet.parse(BIO, "BIO"), "first")
+    assert [e.text for e in found] == ["Nike", "2024"]
+
+
 def test_whitespace_only_span_is_dropped() -> None:
     text = "a \u200d b"
     offsets = np.array([[2, 3]])
