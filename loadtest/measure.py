@@ -19,6 +19,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -82,9 +83,19 @@ class LatencyRecorder:
     histogram: HdrHistogram = field(default_factory=new_histogram)
     by_send_second: dict[int, list[float]] = field(default_factory=lambda: defaultdict(list))
     arrivals: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    to_event_ms: list[float] = field(default_factory=list)
+    after_event_ms: list[float] = field(default_factory=list)
 
-    def record(self, sent_ns: int, arrived_ns: int) -> None:
-        """One post's latency (clamped to 1 µs: the clocks are the same, so only rounding goes negative)."""
+    def record(self, sent_ns: int, arrived_ns: int, processed_ns: int | None = None) -> None:
+        """One post's latency (clamped to 1 µs: the clocks are the same, so only rounding goes negative).
+
+        ``processed_ns``: when the worker built the event (its ``processed_at``), which splits the latency
+        into send -> event built (queueing, batching, inference) and event built -> arrival (produce,
+        acknowledgement, consume).
+        """
+        if processed_ns is not None:
+            self.to_event_ms.append((processed_ns - sent_ns) / 1e6)
+            self.after_event_ms.append((arrived_ns - processed_ns) / 1e6)
         latency_us = max(1, (arrived_ns - sent_ns) // 1000)
         self.histogram.record_value(min(latency_us, _HIGHEST_US))
         self.by_send_second[int((sent_ns - self.origin_ns) // 1_000_000_000)].append(latency_us / 1000)
@@ -93,6 +104,15 @@ class LatencyRecorder:
     def summary(self) -> dict[str, float]:
         """``summarize`` of the step's histogram."""
         return summarize(self.histogram)
+
+    def split(self) -> dict[str, float]:
+        """p50 and p99 of the two parts of the latency (see ``record``), in ms; empty when not known."""
+        out: dict[str, float] = {}
+        for name, values in (("to_event", self.to_event_ms), ("after_event", self.after_event_ms)):
+            if values:
+                p50, p99 = np.percentile(values, [50, 99])
+                out |= {f"{name}_p50_ms": round(float(p50), 2), f"{name}_p99_ms": round(float(p99), 2)}
+        return out
 
     def timeline(self) -> list[dict[str, float]]:
         """Per second since the origin: posts sent then and their p50/p99/max latency; events arrived then."""
@@ -205,7 +225,20 @@ class EventCollector:
                 self.duplicates[step] += 1
                 return
             seen.add(event["post_id"])
-            recorder.record(sent_ns, arrived_ns)
+            recorder.record(sent_ns, arrived_ns, _epoch_ns(event.get("processed_at")))
+
+
+def _epoch_ns(iso: object) -> int | None:
+    """An ISO 8601 timestamp with a zone as ns since the epoch; ``None`` when absent or unreadable."""
+    if not isinstance(iso, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(iso)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        return None
+    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
 
 
 class LagProbe:

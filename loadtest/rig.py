@@ -79,8 +79,8 @@ class Rig:
         self.topics.delete(self.broker.bootstrap)
 
     def warm_up(self, rate: float, seconds: float) -> None:
-        """A short unrecorded step so sessions, caches and connections are warm."""
-        self.step("warmup", schedule.constant(rate, seconds), sample_interval_s=1.0)
+        """An unrecorded ramp up to ``rate``: sessions, caches, connections and the broker's JIT get warm."""
+        self.step("warmup", schedule.ramp(0.2 * rate, rate, seconds), sample_interval_s=1.0)
 
     def processes(self) -> dict[str, int]:
         """The processes whose CPU and RSS are sampled."""
@@ -161,6 +161,7 @@ class Rig:
             "worker_cpu_s": round(worker_cpu_s, 2),
             "posts_per_worker_cpu_s": round(done / worker_cpu_s, 1) if worker_cpu_s > 0 else None,
             "latency": recorder.summary(),
+            "latency_split": recorder.split(),
             "histogram": encode(recorder.histogram),
             "timeline": timeline,
             "samples": rows,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 import time
@@ -54,7 +55,7 @@ class Durations:
     fixed_rate: float = 20.0
     soak: float = 600.0
     soak_early: float = 60.0
-    warmup: float = 3.0
+    warmup: float = 5.0
 
 
 QUICK = Durations(
@@ -124,7 +125,7 @@ def maxrate(ctx: Context) -> dict[str, Any]:
     search = RateSearch(start=0.85 * bare_before["posts_per_s"], growth=1.15, max_steps=d.search_max_steps)
     steps, verdicts = [], []
     with ctx.rig("maxrate", ctx.base) as rig:
-        rig.warm_up(0.3 * bare_before["posts_per_s"], d.warmup)
+        rig.warm_up(0.7 * bare_before["posts_per_s"], 2 * d.warmup)
         while (rate := search.next_rate()) is not None:
             rate = round(rate, 1)
             step = rig.step(f"search-{len(steps) + 1}-{rate:g}", schedule.constant(rate, d.search_step))
@@ -149,7 +150,7 @@ def maxrate(ctx: Context) -> dict[str, Any]:
             steps.append(step)
             console.log(f"bursts 50% -> 150% of max: {_latency_line(step)}")
     bare_after = ctx.bare(ctx.base)
-    bare_rate = statistics.median([bare_before["posts_per_s"], bare_after["posts_per_s"]])
+    bare_rate = round(statistics.median([bare_before["posts_per_s"], bare_after["posts_per_s"]]), 1)
     figures = {
         "bare_posts_per_s": bare_rate,
         "bare_before": bare_before,
@@ -179,7 +180,7 @@ def workers(ctx: Context) -> dict[str, Any]:
     for count, threads in layouts:
         config = replace(ctx.base, intra_op_threads=threads)
         with ctx.rig("workers", config, count) as rig:
-            rig.warm_up(0.3 * bares[threads]["posts_per_s"], d.warmup)
+            rig.warm_up(0.5 * bares[threads]["posts_per_s"], d.warmup)
             step = rig.step(
                 f"saturate-{count}w-{threads}t", schedule.constant(offered, d.saturate), drain=False
             )
@@ -214,7 +215,7 @@ def batching(ctx: Context) -> dict[str, Any]:
     for batch, wait in settings:
         config = replace(ctx.base, max_batch_posts=batch, max_wait_ms=wait)
         with ctx.rig("batching", config) as rig:
-            rig.warm_up(0.3 * reference, d.warmup)
+            rig.warm_up(0.5 * reference, d.warmup)
             latency = rig.step(f"fixed-b{batch}-w{wait}", schedule.constant(fixed, d.fixed_rate))
             saturate = rig.step(
                 f"saturate-b{batch}-w{wait}", schedule.constant(1.5 * reference, d.saturate), drain=False
@@ -249,7 +250,7 @@ def precision(ctx: Context) -> dict[str, Any]:
         bare_figures = ctx.bare(config)
         fixed = fixed or round(0.4 * bare_figures["posts_per_s"], 1)
         with ctx.rig("precision", config) as rig:
-            rig.warm_up(0.3 * bare_figures["posts_per_s"], d.warmup)
+            rig.warm_up(0.5 * bare_figures["posts_per_s"], d.warmup)
             latency = rig.step(f"fixed-{name}", schedule.constant(fixed, d.fixed_rate))
             saturate = rig.step(
                 f"saturate-{name}",
@@ -287,7 +288,7 @@ def soak(ctx: Context) -> dict[str, Any]:
         rate = round(0.45 * ctx.bare(ctx.base)["posts_per_s"], 1)
         basis = "45% of the bare runtime (no maxrate result found)"
     with ctx.rig("soak", ctx.base) as rig:
-        rig.warm_up(0.3 * rate, d.warmup)
+        rig.warm_up(rate, d.warmup)
         step = rig.step("soak", schedule.constant(rate, d.soak), sample_interval_s=2.0)
     rss = [(row["t"], row.get("rss_mb_w1")) for row in step["samples"] if row.get("rss_mb_w1") is not None]
     early = _rss_near(rss, d.soak_early)
@@ -354,6 +355,15 @@ def _rss_near(rss: list[tuple[float, float]], at_s: float, window_s: float = 5.0
     return round(statistics.median(near), 1) if near else None
 
 
+def dump(document: dict[str, Any]) -> str:
+    """JSON with one line per innermost object or list: readable, diffable, and small."""
+    text = json.dumps(document, indent=1, ensure_ascii=False)
+    return _INNERMOST.sub(lambda m: re.sub(r"\s*\n\s*", " ", m.group(0)), text) + "\n"
+
+
+_INNERMOST = re.compile(r"[{\[][^{}\[\]]*[}\]]")
+
+
 def run(names: list[str], args: argparse.Namespace) -> list[Path]:
     """Run the named scenarios on one broker; write one JSON each; returns the paths written."""
     out_dir = Path(args.out) if args.out else (RESULTS / "quick" if args.quick else RESULTS)
@@ -397,7 +407,7 @@ def run(names: list[str], args: argparse.Namespace) -> list[Path]:
                     **result,
                 }
                 path = out_dir / f"{name}.json"
-                path.write_text(json.dumps(document, indent=1) + "\n")
+                path.write_text(dump(document))
                 written.append(path)
                 console.log(f"{name}: done in {document['wall_s']:.0f} s")
         finally:

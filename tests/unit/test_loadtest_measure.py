@@ -77,3 +77,27 @@ def test_local_brokers_are_accepted(bootstrap):
 def test_remote_brokers_are_refused(bootstrap):
     with pytest.raises(ValueError, match="local broker"):
         ensure_local(bootstrap)
+
+
+def test_latency_splits_at_the_moment_the_worker_built_the_event():
+    origin = 1_000 * 1_000 * MS
+    recorder = LatencyRecorder(origin)
+    for i in range(100):
+        sent = origin + i * MS
+        recorder.record(sent, sent + 50 * MS, processed_ns=sent + 30 * MS)
+    assert recorder.split() == {
+        "to_event_p50_ms": 30.0,
+        "to_event_p99_ms": 30.0,
+        "after_event_p50_ms": 20.0,
+        "after_event_p99_ms": 20.0,
+    }
+    assert LatencyRecorder(origin).split() == {}
+
+
+def test_processed_at_timestamps_are_read_to_the_microsecond():
+    from loadtest.measure import _epoch_ns
+
+    assert _epoch_ns("2026-01-02T03:04:05.123456+00:00") == 1_767_323_045_123_456_000
+    assert _epoch_ns("2026-01-02T05:04:05.123456+02:00") == 1_767_323_045_123_456_000
+    assert _epoch_ns("2026-01-02T03:04:05") is None  # no zone: not comparable
+    assert _epoch_ns(None) is None and _epoch_ns("yesterday") is None

@@ -1,0 +1,54 @@
+"""The committed benchmark report is a pure function of the committed result files."""
+
+from pathlib import Path
+
+from loadtest import report
+
+
+def committed() -> dict:
+    docs = report.load(report.RESULTS)
+    assert set(docs) == set(report.ORDER), (
+        "loadtest/results/ lacks a scenario; run: python -m loadtest.scenarios all"
+    )
+    return docs
+
+
+def test_results_md_is_regenerated_from_the_result_files():
+    docs = committed()
+    images = {
+        key: f"results/{key}.png"
+        for key in ("search", "latency_over_time", "workers", "soak", "latency_cdf")
+        if (report.RESULTS / f"{key}.png").is_file()
+    }
+    expected = report.markdown(docs, images)
+    assert (report.HERE / "RESULTS.md").read_text() == expected, "run: python -m loadtest.report"
+
+
+def test_headline_figures_are_consistent():
+    figures = committed()["maxrate"]["figures"]
+    assert figures["stream_to_bare"] == round(
+        figures["max_sustained_posts_per_s"] / figures["bare_posts_per_s"], 3
+    )
+    sustained = [v["rate"] for v in figures["search"] if v["sustained"]]
+    assert figures["max_sustained_posts_per_s"] == max(sustained)
+    for key in ("latency_at_50pct", "latency_at_90pct"):
+        summary = figures[key]
+        assert summary["count"] > 0
+        assert (
+            summary["p50_ms"]
+            <= summary["p95_ms"]
+            <= summary["p99_ms"]
+            <= summary["p999_ms"]
+            <= summary["max_ms"]
+        )
+
+
+def test_plots_are_drawn_from_the_results(tmp_path: Path):
+    docs = committed()
+    assert report.plot_search(docs["maxrate"], tmp_path / "search.png")
+    assert report.plot_latency_over_time(docs["maxrate"], tmp_path / "time.png")
+    assert report.plot_latency_cdf(docs, tmp_path / "cdf.png")
+    assert report.plot_workers(docs["workers"], tmp_path / "workers.png")
+    assert report.plot_soak(docs["soak"], tmp_path / "soak.png")
+    for png in tmp_path.iterdir():
+        assert png.read_bytes().startswith(b"\x89PNG")
