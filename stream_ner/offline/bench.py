@@ -393,6 +393,8 @@ def main(
         f"{head_note}; torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, "
         f"transformers {transformers.__version__}"
     )
+    load = env["load_average_1_5_15_min"]
+    console.print(f"load average (1, 5, 15 min) at the end: {load} on {os.cpu_count()} cores")
     console.print(
         f"fp32 runtime vs pipeline: identical entities (spans and labels) on {same}/{compared} posts"
     )
