@@ -11,6 +11,10 @@ plus the graphs of a model artifact (by default the shipped model) when one is p
 (a)-(d) share architecture and weights: the checkpoint is exported here, so the comparison measures the
 serving stack only. Timed repeats run round-robin over the systems, so load from other processes on the
 machine spreads evenly over them; posts/s is the median over repeats, latencies are per batch (per call).
+
+Idle threads sleep in both stacks: onnxruntime's by the runtime's session options, torch's OpenMP ones by
+``OMP_WAIT_POLICY=PASSIVE`` (set unless the environment says otherwise, before torch loads). Spinning
+OpenMP threads on shared cores slowed the batch-1 pipeline about tenfold (5 vs 40-60 posts/s, load ~5).
 """
 
 from __future__ import annotations
@@ -317,6 +321,7 @@ def main(
     out_dir: Path,
 ) -> dict[str, Any]:
     """Run the whole benchmark, print the table, write ``bench.json`` and ``bench.png`` under ``out_dir``."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read once, when torch loads its OpenMP runtime
     import onnxruntime
     import torch
     import transformers
@@ -365,6 +370,7 @@ def main(
         "providers": onnxruntime.get_available_providers(),
         "cpu": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "load_average_1_5_15_min": [round(x, 2) for x in os.getloadavg()],
         "posts": len(texts),
         "repeats": repeats,
@@ -391,7 +397,7 @@ def main(
     console.print(table)
     console.print(
         f"{head_note}; torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, "
-        f"transformers {transformers.__version__}"
+        f"transformers {transformers.__version__}, OMP_WAIT_POLICY={env['omp_wait_policy']}"
     )
     load = env["load_average_1_5_15_min"]
     console.print(f"load average (1, 5, 15 min) at the end: {load} on {os.cpu_count()} cores")
