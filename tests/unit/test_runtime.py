@@ -319,3 +319,22 @@ def test_default_model_batching_does_not_change_answers(default_model: NerModel)
     together = default_model.predict(texts)
     alone = [default_model.predict([t])[0] for t in texts]
     assert [spans(x) for x in together] == [spans(x) for x in alone]
+
+
+def test_predict_command_adds_entities_to_each_record(tmp_path: Path) -> None:
+    from stream_ner.cli import main
+
+    root = build_lookup_artifact(tmp_path / "model")
+    records = [{"id": "a", "text": "Tim Cook in Paris", "lang": "en"}, {"id": "b", "text": "nothing"}]
+    source, sink = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    argv = ["model", "predict", "--input", str(source), "--output", str(sink), "--model", str(root)]
+    assert main([*argv, "--batch-size", "1"]) == 0
+    out = [json.loads(line) for line in sink.read_text(encoding="utf-8").splitlines()]
+    assert [{k: v for k, v in r.items() if k != "entities"} for r in out] == records
+    assert [[(e["start"], e["end"], e["label"], e["text"]) for e in r["entities"]] for r in out] == [
+        [(0, 8, "PER", "Tim Cook"), (12, 17, "LOC", "Paris")],
+        [],
+    ]
+    source.write_text('{"id": "c"}\n', encoding="utf-8")
+    assert main(argv) == 2  # a record without text is an error, not a silent skip
