@@ -414,7 +414,7 @@ def main(
     plot(
         summaries,
         out_dir / "bench.png",
-        f"{len(texts)} tweet-like posts, {threads} threads, batch {batch_size}",
+        f"{len(texts)} tweet-like posts, {threads} threads, batch {batch_size}, load average {load[0]}",
     )
     console.print(f"wrote {out_dir / 'bench.json'} and {out_dir / 'bench.png'}")
     return report
