@@ -20,7 +20,7 @@ from stream_ner.errors import ModelError
 from stream_ner.model import artifact
 from stream_ner.model.decode import AGGREGATIONS, TagSet, decode_text, merge_windows
 from stream_ner.model.entity import Entity
-from stream_ner.model.providers import Runner, create_session, cuda_available
+from stream_ner.model.providers import CUDA, Runner, create_session, cuda_available
 from stream_ner.model.windows import WindowTokenizer, plan_windows
 
 if TYPE_CHECKING:
@@ -129,6 +129,15 @@ class NerModel:
         session = create_session(
             graph, use_cuda=use_cuda, require_gpu=require_gpu, intra_op_threads=intra_op_threads
         )
+        if use_cuda and precision == "auto" and CUDA not in session.get_providers():
+            # onnxruntime-gpu without a usable GPU fell back to the CPU: choose again for the CPU
+            chosen = _choose_precision(root, precision, use_cuda=False)
+            graph = root / artifact.graph_name(chosen)
+            if verify:
+                _verify(root, manifest, [graph.name])
+            session = create_session(
+                graph, use_cuda=False, require_gpu=False, intra_op_threads=intra_op_threads
+            )
         names = {i.name for i in session.get_inputs()}
         tokenizer = WindowTokenizer.from_file(root / artifact.TOKENIZER, with_shapes="shape_ids" in names)
         return cls(
