@@ -108,6 +108,7 @@ class Rig:
         collector, generator = self.collector, self.generator
         load_before = machine.load()
         cpu_before = self._worker_cpu_s()
+        batches_before = self._batch_totals()
         task = self.progress.add_task(f"{label}: sending", total=len(offsets))
         with Sampler(
             self.processes(),
@@ -132,6 +133,9 @@ class Rig:
             worker_cpu_s = self._worker_cpu_s() - cpu_before
             collector.finish(label)
             done = collector.received(label)
+            batches = [
+                after - before for after, before in zip(self._batch_totals(), batches_before, strict=True)
+            ]
         self.progress.remove_task(task)  # 5.
         if collector.error is not None:
             raise RuntimeError(f"the event collector failed: {collector.error!r}")
@@ -160,6 +164,9 @@ class Rig:
             "received_rate_steady": round(steady_rate, 1),
             "worker_cpu_s": round(worker_cpu_s, 2),
             "posts_per_worker_cpu_s": round(done / worker_cpu_s, 1) if worker_cpu_s > 0 else None,
+            "batches": int(batches[1]),
+            "mean_batch_posts": round(batches[0] / batches[1], 2) if batches[1] else None,
+            "inference_s": round(batches[2], 2),
             "latency": recorder.summary(),
             "latency_split": recorder.split(),
             "histogram": encode(recorder.histogram),
@@ -170,6 +177,16 @@ class Rig:
             "load_before": load_before,
             "load_after": machine.load(),
         }
+
+    def _batch_totals(self) -> tuple[float, float, float]:
+        """Posts batched, batches and inference seconds so far, summed over the workers' metrics."""
+        totals = [0.0, 0.0, 0.0]
+        for worker in self.pool.workers:
+            metrics = worker.metrics()
+            totals[0] += metrics.get("stream_ner_batch_size_sum", 0.0)
+            totals[1] += metrics.get("stream_ner_batch_size_count", 0.0)
+            totals[2] += metrics.get("stream_ner_inference_seconds_sum", 0.0)
+        return totals[0], totals[1], totals[2]
 
     def _worker_cpu_s(self) -> float:
         """CPU seconds (user + system, all threads) the workers have used so far."""
