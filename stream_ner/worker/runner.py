@@ -178,7 +178,7 @@ class Worker:
         # A record without an error always has its coordinates.
         tp = (cast(str, message.topic()), cast(int, message.partition()))
         offset = cast(int, message.offset())
-        self._tracker.track(tp, offset)
+        self._tracker.track(tp, offset)  # 1.
         self.metrics.consumed.inc()
         kind, timestamp = message.timestamp()
         origin = Origin(topic=tp[0], partition=tp[1], offset=offset, timestamp_ms=timestamp if kind else None)
@@ -194,7 +194,7 @@ class Worker:
     def _dispatch(self) -> None:
         while self._ready:
             try:
-                self._inbox.put_nowait(self._ready[0])
+                self._inbox.put_nowait(self._ready[0])  # 3.
             except queue.Full:
                 return
             self._ready.popleft()
