@@ -443,6 +443,7 @@ def run(names: list[str], args: argparse.Namespace) -> list[Path]:
                     "wall_s": round(time.monotonic() - began, 1),
                     "machine": machine.describe(),
                     "corpus": corpus.description,
+                    "collector": "poll",  # events timed as soon as the measuring consumer has them
                     "limits": asdict(ctx.limits),
                     "durations": asdict(ctx.durations),
                     **result,
