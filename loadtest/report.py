@@ -310,6 +310,12 @@ def markdown(docs: dict[str, dict[str, Any]], images: dict[str, str], readme: st
         "```",
         "",
     ]
+    if not any_doc["corpus"].startswith("shipped"):
+        lines += [
+            f"Each with `--corpus DIR` (or `STREAM_NER_LOADTEST_CORPUS=DIR`) naming the texts used here: "
+            f"{any_doc['corpus']}; without it the shipped sample posts are sent.",
+            "",
+        ]
     return "\n".join(lines)
 
 
