@@ -154,7 +154,12 @@ class Worker:
 
     def _consume(self) -> None:
         room = self.settings.worker.queue_max_posts - self._tracker.in_flight()
-        messages = self._consumer.consume(num_messages=max(1, min(_CONSUME_MAX, room)), timeout=self._wait())
+        # consume() waits for a full batch or its timeout, so it only takes what is already there;
+        # poll() returns on the first record, so an idle worker does not sit on a new post.
+        messages = self._consumer.consume(num_messages=max(1, min(_CONSUME_MAX, room)), timeout=0)
+        if not messages and (wait := self._wait()) > 0:
+            first = self._consumer.poll(wait)
+            messages = [first] if first is not None else []
         now = time.monotonic()
         for message in messages:
             if (error := message.error()) is not None:
@@ -165,7 +170,7 @@ class Worker:
 
     def _wait(self) -> float:
         """How long ``consume`` may block: short while results may arrive, never past the batch deadline."""
-        if not self._outbox.empty() or self._ready:
+        if not self._outbox.empty() or (self._ready and not self._inbox.full()):
             return 0.0
         wait = _POLL_SECONDS
         if self._batches_out > self._batches_back:
