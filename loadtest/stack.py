@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from loadtest.generate import ensure_local
+from stream_ner.localstack import free_port
+from stream_ner.worker.metrics import scrape
 
 INPUT_PARTITIONS = 6
 OUTPUT_PARTITIONS = 6
@@ -138,15 +138,7 @@ class WorkerProcess:
 
     def metrics(self) -> dict[str, float]:
         """The worker's Prometheus metrics as ``{"name{labels}": value}``."""
-        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-        with urllib.request.urlopen(url, timeout=5) as response:
-            text = response.read().decode()
-        values: dict[str, float] = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                key, _, value = line.rpartition(" ")
-                values[key] = float(value)
-        return values
+        return scrape(self.metrics_port)
 
     def log_tail(self) -> str:
         """The end of the worker's log."""
@@ -221,7 +213,7 @@ class WorkerPool:
             return 0
 
     def _spawn(self, name: str) -> WorkerProcess:
-        port = _free_port()
+        port = free_port()
         env = (
             os.environ
             | self.config.env()
@@ -247,7 +239,3 @@ class WorkerPool:
         return WorkerProcess(name, proc, port, log_path)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
