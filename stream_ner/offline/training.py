@@ -130,7 +130,7 @@ def masked_loss(logits: Any, labels: Any, label_mask: Any) -> Any:
 
 
 def predict_examples(
-    classifier: Any, examples: list[Example], pad_id: int, batch_size: int = 64
+    classifier: Any, examples: list[Example], pad_id: int, prefix: int = 1, batch_size: int = 64
 ) -> list[list]:
     """Predicted ``(start, end, label)`` spans per example, decoded exactly as the runtime decodes."""
     import torch
@@ -150,17 +150,19 @@ def predict_examples(
                 ex = examples[i]
                 n = len(ex.word_ids)
                 found = decode_text(
-                    ex.record.text, logits[row, 1 : 1 + n], ex.offsets, ex.word_ids, tagset, "first"
+                    ex.record.text, logits[row, prefix : prefix + n], ex.offsets, ex.word_ids, tagset, "first"
                 )
                 out[i] = [(e.start, e.end, e.label) for e in found]
     return out
 
 
-def dev_scores(classifier: Any, dev: dict[str, list[Example]], pad_id: int) -> dict[str, Scores]:
+def dev_scores(
+    classifier: Any, dev: dict[str, list[Example]], pad_id: int, prefix: int = 1
+) -> dict[str, Scores]:
     """Scores per dev set, each on the labels its corpus annotates."""
     result = {}
     for name, examples in dev.items():
-        predicted = predict_examples(classifier, examples, pad_id)
+        predicted = predict_examples(classifier, examples, pad_id, prefix)
         gold = [list(ex.record.spans) for ex in examples]
         result[name] = score(gold, predicted, CORPORA[name].labels)
     return result
@@ -266,7 +268,7 @@ def train(
             progress.remove_task(task)
             # 3. dev scores and selection
             progress.update(epochs_task, description=f"epoch {epoch}: scoring dev")
-            scores = dev_scores(classifier, dev, tokenizer.pad_id)
+            scores = dev_scores(classifier, dev, tokenizer.pad_id, len(tokenizer.prefix_ids))
             result = EpochResult(
                 epoch,
                 float(np.mean(losses)),
