@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -31,8 +32,8 @@ class ShapeTokenClassifier(nn.Module):
 
     def __init__(self, model: nn.Module, shape_embedding: nn.Embedding | None, use_token_types: bool) -> None:
         super().__init__()
-        self.model = model
-        self.shape_embedding = shape_embedding
+        self.model: Any = model
+        self.shape_embedding: nn.Embedding | None = shape_embedding
         self.input_names = ["input_ids", "attention_mask"]
         if use_token_types:
             self.input_names.append("token_type_ids")

@@ -113,10 +113,11 @@ def collate(batch: list[Example], input_names: list[str], pad_id: int) -> dict[s
         "token_type_ids": np.zeros_like(ids),
         "shape_ids": shapes,
     }
-    out = {"inputs": [torch.from_numpy(arrays[n]) for n in input_names]}
-    out["labels"] = torch.from_numpy(labels)
-    out["label_mask"] = torch.from_numpy(np.stack([ex.label_mask for ex in batch]))
-    return out
+    return {
+        "inputs": [torch.from_numpy(arrays[n]) for n in input_names],
+        "labels": torch.from_numpy(labels),
+        "label_mask": torch.from_numpy(np.stack([ex.label_mask for ex in batch])),
+    }
 
 
 def masked_loss(logits: Any, labels: Any, label_mask: Any) -> Any:
