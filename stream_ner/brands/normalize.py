@@ -1,7 +1,8 @@
 """Text folding shared by the catalog and the linker.
 
 ``fold`` maps a text to a string of the same length (so offsets found in it are offsets into the original):
-lower case, Latin accents dropped (``é`` -> ``e``; other scripts keep their marks), typographic apostrophes and dashes made plain, every space
+lower case, Latin accents dropped (``é`` -> ``e``; other scripts keep their marks), typographic
+apostrophes and dashes made plain, every space
 character made ``" "``. ``surface_id`` turns an unknown ORG/PRODUCT mention into a stable brand id.
 """
 

@@ -11,7 +11,10 @@ def test_readme_settings_table_is_the_generated_one():
     table = re.search(r"<!-- settings:start[^>]*-->\n(.*?)<!-- settings:end -->", text, re.S)
     assert table, "README lost its settings table markers"
     generated = subprocess.run(
-        [sys.executable, "-m", "stream_ner", "config", "--markdown"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "stream_ner", "config", "--markdown"],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert table.group(1) == generated, "regenerate the README table with `stream-ner config --markdown`"
 
