@@ -2,8 +2,8 @@
 
 ``fold`` maps a text to a string of the same length (so offsets found in it are offsets into the original):
 lower case, Latin accents dropped (``é`` -> ``e``; other scripts keep their marks), typographic
-apostrophes and dashes made plain, every space
-character made ``" "``. ``surface_id`` turns an unknown ORG/PRODUCT mention into a stable brand id.
+apostrophes and dashes made plain, every space character made ``" "``. ``surface_id`` turns an unknown
+ORG/PRODUCT mention into a stable brand id.
 """
 
 from __future__ import annotations
