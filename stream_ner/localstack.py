@@ -37,7 +37,7 @@ Kind = Literal["kafka", "redis"]
 
 _SCRIPTS: dict[Kind, str] = {"kafka": "kafka/kafka-local.sh", "redis": "redis-local.sh"}
 _Done = subprocess.CompletedProcess[str]
-_PORT_RETRIES = 3  # a free port picked by the script can be taken by someone else before the bind
+_PORT_RETRIES = 3  # starts of a private instance on a free port, see _start
 
 
 @dataclass(frozen=True)
@@ -173,8 +173,9 @@ def _start(kind: Kind, port: int | None, name: str | None, timeout: float) -> Lo
         done = _with_progress(f"starting {kind}", lambda: _script(kind, "start", env))
         if done.returncode == 0:
             return _read_state(kind, state_dir() / f"{kind}-{instance}.env")
-        port_race = port is None and "already in use" in done.stderr.lower()
-        if not port_race or attempt == _PORT_RETRIES:
+        # A private instance on a free port leaves nothing behind when its start fails (the port was
+        # taken meanwhile, or the broker died during start-up on a loaded machine): try afresh.
+        if port is not None or attempt == _PORT_RETRIES:
             raise LocalStackError(f"{kind} did not start:\n{done.stderr.strip()}")
     raise AssertionError("unreachable")
 
