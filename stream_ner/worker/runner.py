@@ -17,6 +17,11 @@ Delivery contract (at-least-once), per input record, in this order:
 A crash anywhere therefore re-delivers records from the last stored offset: outputs may repeat (same key,
 same content), none is lost. Memory is bounded by pausing the assigned partitions while more than
 ``queue_max_posts`` records are in flight.
+
+Batching is continuous: one batch runs in the inference thread and at most one waits for it; the open
+batch is handed over when it is full or, once its oldest post has waited ``max_wait_ms``, as soon as
+there is room. Under load the open batch keeps filling while inference is busy, so batches grow with the
+arrival rate (up to ``max_batch_posts``) instead of queueing up as many small ones.
 """
 
 from __future__ import annotations
@@ -99,7 +104,7 @@ class Worker:
             cfg.max_batch_posts, cfg.max_batch_tokens, cfg.max_wait_ms / 1000
         )
         self._ready: deque[list[Incoming]] = deque()
-        self._inbox: queue.Queue[list[Incoming] | None] = queue.Queue(maxsize=2)
+        self._inbox: queue.Queue[list[Incoming] | None] = queue.Queue(maxsize=1)
         self._outbox: queue.Queue[Annotated] = queue.Queue()
         self._inference = InferenceThread(model, linker, self._inbox, self._outbox)
         self._fatal: BaseException | None = None
@@ -141,9 +146,9 @@ class Worker:
     def _step(self) -> None:
         self.metrics.last_loop = time.monotonic()
         self._consume()
-        now = time.monotonic()
-        if (batch := self._batcher.due(now)) is not None:
-            self._ready.append(batch)
+        if not self._ready and not self._inbox.full():
+            if (batch := self._batcher.due(time.monotonic())) is not None:
+                self._ready.append(batch)
         self._dispatch()
         self._drain_results()
         self._producer.poll(0)
@@ -175,7 +180,7 @@ class Worker:
         wait = _POLL_SECONDS
         if self._batches_out > self._batches_back:
             wait = _BUSY_POLL_SECONDS
-        if len(self._batcher):
+        if len(self._batcher) and not self._ready and not self._inbox.full():
             wait = min(wait, max(0.0, self._batcher.deadline() - time.monotonic()))
         return wait
 
