@@ -56,6 +56,7 @@ class Durations:
     soak: float = 600.0
     soak_early: float = 60.0
     warmup: float = 5.0
+    broker_warmup: float = 30.0
 
 
 QUICK = Durations(
@@ -69,6 +70,7 @@ QUICK = Durations(
     soak=30.0,
     soak_early=10.0,
     warmup=1.0,
+    broker_warmup=5.0,
 )
 
 
@@ -405,6 +407,17 @@ def dump(document: dict[str, Any]) -> str:
 _INNERMOST = re.compile(r"[{\[][^{}\[\]]*[}\]]")
 
 
+def warm_broker(ctx: Context, rate: float = 40.0) -> None:
+    """Unrecorded traffic through a worker before the first scenario.
+
+    A freshly started broker spends most of a core on JIT compilation for its first tens of seconds;
+    without this, that CPU lands on the first measured steps.
+    """
+    console.log(f"warming the broker up: {ctx.durations.broker_warmup:.0f} s at up to {rate:.0f} posts/s")
+    with ctx.rig("warmup", ctx.base) as rig:
+        rig.warm_up(rate, ctx.durations.broker_warmup)
+
+
 def run(names: list[str], args: argparse.Namespace) -> list[Path]:
     """Run the named scenarios on one broker; write one JSON each; returns the paths written."""
     out_dir = Path(args.out) if args.out else (RESULTS / "quick" if args.quick else RESULTS)
@@ -431,6 +444,8 @@ def run(names: list[str], args: argparse.Namespace) -> list[Path]:
                 progress,
                 WorkerConfig(model=args.model),
             )
+            if broker.pid is not None:  # a broker started here: its JIT is cold
+                warm_broker(ctx)
             for name in names:
                 began, started_at = time.monotonic(), datetime.now(UTC)
                 console.rule(f"scenario {name}")

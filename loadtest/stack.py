@@ -237,5 +237,3 @@ class WorkerPool:
                 stdin=subprocess.DEVNULL,
             )
         return WorkerProcess(name, proc, port, log_path)
-
-
