@@ -62,9 +62,13 @@ start() {
   printf 'REDIS_PID=%s\nREDIS_RUN=%s\nREDIS_RUN_OWNED=%s\nREDIS_ADDRESS=127.0.0.1:%s\nREDIS_URL=redis://127.0.0.1:%s/0\nREDIS_LOG=%s\n' \
       "$pid" "$run" "$owned" "$port" "$port" "$run/redis.log" > "$REDIS_STATE_FILE"
   if [ -n "${REDIS_OWNER_PID:-}" ]; then
-    # watchdog: a killed owner (e.g. a test run ended with kill -9) leaves no orphan server behind
-    ( while kill -0 "$REDIS_OWNER_PID" 2>/dev/null && is_ours "$pid" "$run"; do sleep 1; done
-      if is_ours "$pid" "$run"; then REDIS_STATE_FILE="$REDIS_STATE_FILE" bash "${BASH_SOURCE[0]}" stop; fi
+    # watchdog: a killed owner (e.g. a test run ended with kill -9) leaves no orphan server behind.
+    # It watches the PID, not is_ours: until the child has changed directory its cwd is not RUN yet, and
+    # a watchdog that took that for "server gone" would then stop the server it sees next.
+    ( while kill -0 "$REDIS_OWNER_PID" 2>/dev/null && kill -0 "$pid" 2>/dev/null; do sleep 1; done
+      if ! kill -0 "$REDIS_OWNER_PID" 2>/dev/null && is_ours "$pid" "$run"; then
+        REDIS_STATE_FILE="$REDIS_STATE_FILE" bash "${BASH_SOURCE[0]}" stop
+      fi
     ) < /dev/null > /dev/null 2>&1 &
   fi
   local deadline=$((SECONDS + REDIS_START_TIMEOUT))

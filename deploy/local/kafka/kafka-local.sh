@@ -108,9 +108,13 @@ start() {
   printf 'KAFKA_PID=%s\nKAFKA_RUN=%s\nKAFKA_RUN_OWNED=%s\nKAFKA_ADDRESS=127.0.0.1:%s\nKAFKA_BOOTSTRAP=127.0.0.1:%s\nKAFKA_LOG=%s\n' \
       "$pid" "$run" "$owned" "$port" "$port" "$run/logs/server.out" > "$KAFKA_STATE_FILE"
   if [ -n "${KAFKA_OWNER_PID:-}" ]; then
-    # watchdog: a killed owner (e.g. a test run ended with kill -9) leaves no orphan broker behind
-    ( while kill -0 "$KAFKA_OWNER_PID" 2>/dev/null && is_ours "$pid" "$run"; do sleep 1; done
-      if is_ours "$pid" "$run"; then KAFKA_STATE_FILE="$KAFKA_STATE_FILE" bash "${BASH_SOURCE[0]}" stop; fi
+    # watchdog: a killed owner (e.g. a test run ended with kill -9) leaves no orphan broker behind.
+    # It watches the PID, not is_ours: until the child has exec'd java its command line is still this
+    # script's, and a watchdog that took that for "broker gone" would then stop the broker it sees next.
+    ( while kill -0 "$KAFKA_OWNER_PID" 2>/dev/null && kill -0 "$pid" 2>/dev/null; do sleep 1; done
+      if ! kill -0 "$KAFKA_OWNER_PID" 2>/dev/null && is_ours "$pid" "$run"; then
+        KAFKA_STATE_FILE="$KAFKA_STATE_FILE" bash "${BASH_SOURCE[0]}" stop
+      fi
     ) < /dev/null > /dev/null 2>&1 &
   fi
   local deadline=$((SECONDS + KAFKA_START_TIMEOUT))
