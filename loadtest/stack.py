@@ -21,6 +21,7 @@ from pathlib import Path
 
 from loadtest.generate import ensure_local
 from stream_ner.localstack import free_port
+from stream_ner.topics import wait_for_leaders
 from stream_ner.worker.metrics import scrape
 
 INPUT_PARTITIONS = 6
@@ -79,18 +80,7 @@ class Topics:
         futures = admin.create_topics([NewTopic(name, n, 1) for name, n in layout.items()])
         for future in futures.values():
             future.result(30)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            topics = admin.list_topics(timeout=5).topics
-            if all(
-                name in topics
-                and len(topics[name].partitions) == n
-                and all(p.leader >= 0 for p in topics[name].partitions.values())
-                for name, n in layout.items()
-            ):
-                return
-            time.sleep(0.1)
-        raise TimeoutError(f"topics without leaders: {sorted(layout)}")
+        wait_for_leaders(admin, layout)
 
     def delete(self, bootstrap: str) -> None:
         """Delete the topics (best effort)."""

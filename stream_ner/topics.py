@@ -9,6 +9,7 @@ adds partitions where the spec has more, and sets configs that differ; it never 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -164,24 +165,36 @@ def apply(admin: AdminClient, specs: list[TopicSpec], timeout: float = 30.0) -> 
     return done
 
 
-def wait_for_leaders(admin: AdminClient, names: list[str], timeout: float = 30.0) -> None:
-    """Block until every partition of ``names`` has a leader (topic creation is asynchronous)."""
+def wait_for_leaders(
+    admin: AdminClient, topics: Iterable[str] | Mapping[str, int], timeout: float = 30.0
+) -> None:
+    """Block until every topic exists and each of its partitions has a leader (creation is asynchronous).
+
+    Given a mapping of topic to partition count, also until each topic has that many partitions (added
+    partitions appear in the metadata asynchronously too). ``KafkaUnavailable`` after ``timeout`` seconds.
+    """
     import time
 
+    expected = dict(topics) if isinstance(topics, Mapping) else dict.fromkeys(topics, 0)
     deadline = time.monotonic() + timeout
     while True:
-        topics = _metadata(admin, timeout).topics
-        if all(
-            n in topics
-            and topics[n].error is None
-            and topics[n].partitions
-            and all(p.leader >= 0 for p in topics[n].partitions.values())
-            for n in names
-        ):
+        metadata = _metadata(admin, timeout).topics
+        if all(_led(metadata.get(name), partitions) for name, partitions in expected.items()):
             return
         if time.monotonic() > deadline:
-            raise KafkaUnavailable(f"topics {names} have no leaders after {timeout}s")
+            raise KafkaUnavailable(f"topics {sorted(expected)} have no leaders after {timeout}s")
         time.sleep(0.1)
+
+
+def _led(topic: Any, partitions: int) -> bool:
+    """Whether ``topic`` (metadata, or None) exists with ``partitions`` partitions (0: any), each led."""
+    return (
+        topic is not None
+        and topic.error is None
+        and bool(topic.partitions)
+        and (partitions == 0 or len(topic.partitions) == partitions)
+        and all(p.leader >= 0 for p in topic.partitions.values())
+    )
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:

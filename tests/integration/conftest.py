@@ -21,6 +21,7 @@ from confluent_kafka import Consumer, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from stream_ner import localstack
+from stream_ner.topics import wait_for_leaders
 
 _HERE = Path(__file__).resolve().parent
 
@@ -96,23 +97,6 @@ def unique_name(request: pytest.FixtureRequest, suffix: str = "") -> str:
     """A name no other test (or run) uses: test name, short, plus random hex."""
     base = "".join(c if c.isalnum() else "-" for c in request.node.name)[:40].strip("-")
     return f"{base}-{uuid.uuid4().hex[:8]}{suffix}"
-
-
-def wait_for_leaders(admin: AdminClient, topics: dict[str, int], timeout: float = 30.0) -> None:
-    """Block until every topic has its partition count and a leader for each partition."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        metadata = admin.list_topics(timeout=5).topics
-        if all(
-            name in metadata
-            and metadata[name].error is None
-            and len(metadata[name].partitions) == partitions
-            and all(p.leader >= 0 for p in metadata[name].partitions.values())
-            for name, partitions in topics.items()
-        ):
-            return
-        time.sleep(0.1)
-    raise TimeoutError(f"topics without leaders after {timeout}s: {sorted(topics)}")
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from stream_ner import localstack
-from tests.integration.conftest import consume_all, wait_for_leaders
+from stream_ner.topics import wait_for_leaders
+from tests.integration.conftest import consume_all
 
 
 def _produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:

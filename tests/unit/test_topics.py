@@ -31,3 +31,16 @@ def test_post_schema_accepts_a_sample_and_refuses_unknown_fields():
     except jsonschema.ValidationError:
         return
     raise AssertionError("unknown field accepted")
+
+
+def test_a_topic_counts_as_led_only_with_its_partitions_all_led():
+    from types import SimpleNamespace as NS
+
+    def topic(*leaders: int, error: object = None) -> NS:
+        return NS(error=error, partitions={i: NS(leader=leader) for i, leader in enumerate(leaders)})
+
+    assert topics._led(topic(1, 1), 0) and topics._led(topic(1, 1), 2)
+    assert not topics._led(topic(1, 1), 3)  # partitions being added: not there yet
+    assert not topics._led(topic(1, -1), 2)  # one partition without a leader
+    assert not topics._led(topic(), 0) and not topics._led(None, 0)
+    assert not topics._led(topic(1, error="UNKNOWN_TOPIC_OR_PART"), 1)
