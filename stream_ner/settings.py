@@ -89,7 +89,10 @@ class WorkerSettings(BaseModel):
     max_batch_posts: int = Field(default=32, ge=1, description="A batch closes at this many posts.")
     max_batch_tokens: int = Field(default=8192, ge=1, description="Token budget of one batch (approximate).")
     max_wait_ms: int = Field(
-        default=20, ge=0, description="A batch closes when its oldest post waited this long."
+        default=20,
+        ge=0,
+        description="A partial batch goes to inference once its oldest post waited this long and "
+        "inference has room; while it is busy the batch keeps filling.",
     )
     queue_max_posts: int = Field(
         default=512, ge=1, description="Posts held in memory before partitions pause."
