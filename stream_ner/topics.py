@@ -242,6 +242,12 @@ def _wait(futures: dict[Any, Any], timeout: float) -> None:
         try:
             future.result(timeout=timeout)
         except KafkaException as exc:
-            if exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
+            error = exc.args[0]
+            if error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
                 continue
+            if error.code() == KafkaError.INVALID_REPLICATION_FACTOR:
+                raise ConfigError(
+                    f"{key}: {error.str()} Set STREAM_NER_TOPICS__REPLICATION_FACTOR to at most the number "
+                    "of brokers (1 on a single broker)."
+                ) from exc
             raise KafkaUnavailable(f"{key}: {exc}") from exc

@@ -5,9 +5,11 @@ from __future__ import annotations
 import time
 import uuid
 
+import pytest
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewPartitions
 
 from stream_ner import topics
+from stream_ner.errors import ConfigError
 from stream_ner.settings import Settings, TopicSettings
 
 
@@ -67,3 +69,13 @@ def test_more_partitions_than_the_spec_is_reported_and_not_fixable(kafka_bootstr
     [drift] = _eventually(lambda: topics.check(admin, specs))
     assert (drift.what, drift.fixable) == ("partitions", False)
     assert topics.apply(admin, specs) == [f"cannot fix: {drift}"]
+
+
+def test_a_replication_factor_above_the_broker_count_says_which_setting_to_change(kafka_bootstrap):
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    settings = _settings()
+    settings.topics.replication_factor = 3  # the specs' own factor; this cluster has one broker
+    specs = topics.load_specs(settings)
+    with pytest.raises(ConfigError, match="STREAM_NER_TOPICS__REPLICATION_FACTOR"):
+        topics.apply(admin, specs)
+    assert {d.what for d in topics.check(admin, specs)} == {"existence"}  # nothing half-created
