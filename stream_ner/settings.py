@@ -79,6 +79,12 @@ class ModelSettings(BaseModel):
     )
     require_gpu: bool = Field(default=False, description="Fail at start when no CUDA provider is available.")
     intra_op_threads: int = Field(default=0, ge=0, description="onnxruntime intra-op threads; 0: all cores.")
+    max_padding: float = Field(
+        default=0.1,
+        ge=0.0,
+        le=1.0,
+        description="Largest share of padding in one session run; batches are cut by length to stay under.",
+    )
 
 
 class WorkerSettings(BaseModel):

@@ -137,22 +137,37 @@ class WindowTokenizer:
         return out
 
     def make_batches(
-        self, encoded: list[Encoded], windows: list[Window], *, max_batch_size: int, max_batch_tokens: int
+        self,
+        encoded: list[Encoded],
+        windows: list[Window],
+        *,
+        max_batch_size: int,
+        max_batch_tokens: int,
+        max_padding: float = 1.0,
     ) -> Iterator[Batch]:
         """Windows sorted by length and cut into padded batches.
 
         A batch holds at most ``max_batch_size`` rows and at most ``max_batch_tokens`` padded tokens
-        (a single window always fits), so memory stays bounded for any number of texts.
+        (a single window always fits), so memory stays bounded for any number of texts. At most
+        ``max_padding`` of a batch's positions are padding: a window that would push the share above it
+        starts the next batch (1.0: no limit). Every padded position costs as much compute as a real one.
         """
         order = sorted(windows, key=lambda w: w.length)
         extra = self.specials
         chunk: list[Window] = []
+        real = 0  # tokens of the windows in ``chunk``, specials included
         for window in order:
-            width = window.length + extra
-            if chunk and (len(chunk) >= max_batch_size or (len(chunk) + 1) * width > max_batch_tokens):
+            width = window.length + extra  # the widest so far: windows come sorted
+            padded = (len(chunk) + 1) * width
+            if chunk and (
+                len(chunk) >= max_batch_size
+                or padded > max_batch_tokens
+                or padded - real - width > max_padding * padded
+            ):
                 yield self._pad(encoded, chunk)
-                chunk = []
+                chunk, real = [], 0
             chunk.append(window)
+            real += width
         if chunk:
             yield self._pad(encoded, chunk)
 

@@ -143,3 +143,23 @@ def test_batches_are_bucketed_bounded_and_padded_per_batch(tok: WindowTokenizer)
                 == encoded[w.text_index].shapes[w.start : w.end].tolist()
             )
             assert b.arrays["shape_ids"][row, 0] == 0 and (b.arrays["shape_ids"][row, k + 1 :] == 0).all()
+
+
+def test_batches_are_cut_where_padding_would_exceed_its_share(tok: WindowTokenizer) -> None:
+    lengths = (30, 31, 32, 60, 61, 62, 100, 101)
+    texts = [("word " * n).strip() for n in lengths]
+    encoded = tok.encode(texts)
+    windows = plan_windows([len(e) for e in encoded], 126, 16)
+    unlimited = list(tok.make_batches(encoded, windows, max_batch_size=64, max_batch_tokens=1 << 20))
+    assert len(unlimited) == 1
+    batches = list(
+        tok.make_batches(encoded, windows, max_batch_size=64, max_batch_tokens=1 << 20, max_padding=0.1)
+    )
+    assert [[w.text_index for w in b.windows] for b in batches] == [[0, 1, 2], [3, 4, 5], [6, 7]]
+    for b in batches:
+        mask = b.arrays["attention_mask"]
+        assert 1 - mask.sum() / mask.size <= 0.1
+    exact = list(
+        tok.make_batches(encoded, windows, max_batch_size=64, max_batch_tokens=1 << 20, max_padding=0)
+    )
+    assert all(len({w.length for w in b.windows}) == 1 for b in exact)
