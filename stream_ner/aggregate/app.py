@@ -12,6 +12,7 @@ Known faust-streaming pitfalls, handled here: version >= 0.15.2 (rebalance fix) 
 ``aggregate`` extra; every agent runs with ``concurrency=1`` (higher concurrency can commit offsets past
 messages still in flight, faust-streaming issue 606); Redis I/O is asyncio (``redis.asyncio``), never
 blocking the event loop; internal topics get the configured replication factor, 1 on a single broker.
+The Kafka security settings (SSL, SASL) are the workers' own, mapped to faust credentials.
 Table recovery from the changelog is covered by the integration tests (``kill -9`` then restart).
 """
 
@@ -30,9 +31,54 @@ from stream_ner.aggregate.outbox import Outbox
 from stream_ner.aggregate.redis_sink import RedisSink
 from stream_ner.aggregate.stage import Stage
 from stream_ner.errors import ConfigError, KafkaUnavailable
-from stream_ner.settings import Settings
+from stream_ner.settings import KafkaSettings, Settings
 
 log = logging.getLogger(__name__)
+
+
+def broker_credentials(kafka: KafkaSettings) -> Any:
+    """The faust credentials matching the workers' librdkafka security settings (``None``: plaintext).
+
+    ``security_protocol``, ``sasl_mechanism``, ``sasl_username`` and ``sasl_password`` map one to one; the
+    TLS trust and client certificate come from the librdkafka properties in ``kafka.extra``
+    (``ssl.ca.location``, ``ssl.certificate.location``, ``ssl.key.location``, ``ssl.key.password``).
+    """
+    import ssl
+
+    import faust
+
+    protocol = kafka.security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    context = None
+    if protocol in ("SSL", "SASL_SSL"):
+        extra = {key: str(value) for key, value in kafka.extra.items()}
+        try:
+            context = ssl.create_default_context(cafile=extra.get("ssl.ca.location"))
+            if "ssl.certificate.location" in extra:
+                context.load_cert_chain(
+                    extra["ssl.certificate.location"],
+                    extra.get("ssl.key.location"),
+                    extra.get("ssl.key.password"),
+                )
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"cannot load the TLS files named in kafka.extra: {exc}") from exc
+    if protocol == "SSL":
+        return faust.SSLCredentials(context)
+    if not kafka.sasl_mechanism:
+        raise ConfigError(f"kafka.security_protocol {protocol} needs kafka.sasl_mechanism")
+    password = kafka.sasl_password.get_secret_value() if kafka.sasl_password else None
+    try:
+        return faust.SASLCredentials(
+            username=kafka.sasl_username,
+            password=password,
+            ssl_context=context,
+            mechanism=kafka.sasl_mechanism,
+        )
+    except ValueError as exc:  # a mechanism aiokafka does not offer
+        raise ConfigError(
+            f"kafka.sasl_mechanism {kafka.sasl_mechanism!r} is not supported here: {exc}"
+        ) from exc
 
 
 def replication_factor(settings: Settings) -> int:
@@ -94,6 +140,7 @@ def build_app(settings: Settings, metrics: AggregateMetrics) -> Any:
     app = faust.App(
         conf.app_id,
         broker=brokers,
+        broker_credentials=broker_credentials(settings.kafka),
         store="memory://",
         autodiscover=False,
         web_enabled=False,
