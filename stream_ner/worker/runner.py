@@ -18,10 +18,10 @@ A crash anywhere therefore re-delivers records from the last stored offset: outp
 same content), none is lost. Memory is bounded by pausing the assigned partitions while more than
 ``queue_max_posts`` records are in flight.
 
-Batching is continuous: one batch runs in the inference thread and at most one waits for it; the open
-batch is handed over when it is full or, once its oldest post has waited ``max_wait_ms``, as soon as
-there is room. Under load the open batch keeps filling while inference is busy, so batches grow with the
-arrival rate (up to ``max_batch_posts``) instead of queueing up as many small ones.
+Batching is continuous: a full batch (``max_batch_posts``) may wait while another runs; a partial one
+is handed over only when inference is idle and its oldest post has waited ``max_wait_ms``. While
+inference is busy the open batch keeps filling, so under load batches grow with the arrival rate instead
+of queueing up as many small ones, and an idle worker still sends a lone post after ``max_wait_ms``.
 """
 
 from __future__ import annotations
@@ -146,11 +146,10 @@ class Worker:
     def _step(self) -> None:
         self.metrics.last_loop = time.monotonic()
         self._consume()
-        if not self._ready and not self._inbox.full():
-            if (batch := self._batcher.due(time.monotonic())) is not None:
-                self._ready.append(batch)
-        self._dispatch()
         self._drain_results()
+        if self._inference_idle() and (batch := self._batcher.due(time.monotonic())) is not None:
+            self._ready.append(batch)
+        self._dispatch()
         self._producer.poll(0)
         self._store_offsets()
         self._backpressure()
@@ -180,9 +179,13 @@ class Worker:
         wait = _POLL_SECONDS
         if self._batches_out > self._batches_back:
             wait = _BUSY_POLL_SECONDS
-        if len(self._batcher) and not self._ready and not self._inbox.full():
+        if len(self._batcher) and self._inference_idle():
             wait = min(wait, max(0.0, self._batcher.deadline() - time.monotonic()))
         return wait
+
+    def _inference_idle(self) -> bool:
+        """Whether no batch is running or waiting: the only time a partial batch may be handed over."""
+        return not self._ready and self._batches_out == self._batches_back
 
     def _accept(self, message: Message, now: float) -> None:
         # A record without an error always has its coordinates.
