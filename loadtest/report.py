@@ -233,6 +233,9 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 60:.0f} minutes" if seconds >= 120 else f"{seconds:.0f} s"
 
 
+QUIET_OTHERS_PCT = 10.0  # median CPU of work outside the test below which the machine counts as quiet
+
+
 def _noise(docs: dict[str, dict[str, Any]]) -> str:
     loads, others = [], []
     for doc in docs.values():
@@ -242,10 +245,16 @@ def _noise(docs: dict[str, dict[str, Any]]) -> str:
                 others.append(item["medians"]["cpu_others"])
     if not loads:
         return ""
+    other = statistics.median(others) if others else 0.0
+    verdict = (
+        "The machine was otherwise quiet during the runs."
+        if other < QUIET_OTHERS_PCT
+        else "The machine was shared with other work running at the same time."
+    )
     return (
-        f"Load average (1 min) at the start of the steps: median {statistics.median(loads):.1f}, range "
-        f"{min(loads):.1f}–{max(loads):.1f}. CPU used by processes outside the test (other work on the "
-        f"machine), median over steps: {statistics.median(others) if others else 0:.0f}% of one core."
+        f"{verdict} Load average (1 min) at the start of the steps: median {statistics.median(loads):.1f}, "
+        f"range {min(loads):.1f}–{max(loads):.1f}. CPU used by processes outside the test (other work on "
+        f"the machine, system threads), median over steps: {other:.0f}% of one core."
     )
 
 
@@ -277,8 +286,8 @@ def markdown(docs: dict[str, dict[str, Any]], images: dict[str, str], readme: st
         "the workers, the load generator and the measuring consumer; 6 input and 6 output partitions.",
         f"- Texts: {any_doc['corpus']}, reshuffled and varied (casing, hashtags, handles, emoji).",
         "",
-        "**Noise.** The machine is shared with other work (training, test suites) running at the same "
-        "time. " + _noise(docs) + " Figures are medians where repeated; expect ±20% between runs.",
+        "**Noise.** " + _noise(docs) + " Figures are medians where repeated; on a shared machine expect "
+        "±20% between runs.",
         "",
     ]
     started = sorted(doc["started_at"] for doc in docs.values())
@@ -319,9 +328,20 @@ def markdown(docs: dict[str, dict[str, Any]], images: dict[str, str], readme: st
     return "\n".join(lines)
 
 
+def _workers_cpu(medians: dict[str, Any], count: int) -> str:
+    """The workers' median CPU, summed over ``count`` workers, with the share of each when several."""
+    shares = [medians.get(f"cpu_w{i + 1}") for i in range(count)]
+    if any(share is None for share in shares):
+        return "–"
+    total = _num(sum(shares))
+    return total if count == 1 else f"{total} ({' + '.join(_num(x) for x in shares)})"
+
+
 def _maxrate_section(doc: dict[str, Any], images: dict[str, str]) -> list[str]:
     f = doc["figures"]
     cfg = doc["config"]
+    bare_cfg = doc.get("bare_config", cfg)
+    count = cfg.get("workers", 1)
     ratio = f["stream_to_bare"]
     l50, l90 = f["latency_at_50pct"], f["latency_at_90pct"]
     top = step(doc, "load-90pct") or {}
@@ -331,12 +351,15 @@ def _maxrate_section(doc: dict[str, Any], images: dict[str, str]) -> list[str]:
     )
     bare_list = ", ".join(format(b["posts_per_s"], ".0f") for b in _bare_runs(f))
     lines = [
-        "## Maximum sustained throughput and latency (one worker)",
+        "## Maximum sustained throughput and latency",
         "",
-        f"Worker: batch ≤ {cfg['max_batch_posts']} posts, max wait {cfg['max_wait_ms']} ms, "
-        f"{cfg['precision']} graph, {cfg['intra_op_threads']} intra-op threads, brand linking on. "
-        f"Bare runtime: `NerModel.predict` on batches of {cfg['max_batch_posts']} of the same texts, same "
-        "precision and threads, measured in the same run around the stream steps (median).",
+        f"Pipeline: {count} worker process{'es' if count > 1 else ''} in one consumer group, "
+        f"{cfg['intra_op_threads']} intra-op thread{'s' if cfg['intra_op_threads'] > 1 else ''} each "
+        f"(the fastest layout in *1 vs 2 workers*), batch ≤ {cfg['max_batch_posts']} posts, max wait "
+        f"{cfg['max_wait_ms']} ms, {cfg['precision']} graph, brand linking on. Bare runtime: one process "
+        f"running `NerModel.predict` with {bare_cfg['intra_op_threads']} intra-op threads on batches of "
+        f"{bare_cfg['max_batch_posts']} of the same texts, same precision, measured in the same run around "
+        "the stream steps (median).",
         "",
         "| figure | value |",
         "| --- | --- |",
@@ -345,7 +368,7 @@ def _maxrate_section(doc: dict[str, Any], images: dict[str, str]) -> list[str]:
         f"| stream / bare | **{ratio:.0%}** (aim ≥ 90%: {'met' if ratio >= 0.9 else 'not met'}) |",
         *(
             [
-                f"| mean batch of the worker at the max rate | {f['pipeline_mean_batch_at_max']:.1f} |",
+                f"| mean batch of the workers at the max rate | {f['pipeline_mean_batch_at_max']:.1f} |",
                 f"| bare runtime at that batch size ({f['bare_at_pipeline_batch']['batch_posts']} posts) "
                 f"| {f['bare_at_pipeline_batch']['posts_per_s']:.0f} posts/s |",
                 "| stream / bare at the pipeline's batch size "
@@ -393,11 +416,12 @@ def _maxrate_section(doc: dict[str, Any], images: dict[str, str]) -> list[str]:
         ]
     lines += [
         "Where the CPU goes at 90% of max (median % of one core while sending): "
-        f"worker {_num(med.get('cpu_w1'))}%, broker {_num(med.get('cpu_broker'))}%, "
+        f"{'workers' if count > 1 else 'worker'} {_workers_cpu(med, count)}%, "
+        f"broker {_num(med.get('cpu_broker'))}%, "
         f"load generator + measuring consumer {_num(med.get('cpu_loadtest'))}%, "
         f"other work on the machine {_num(med.get('cpu_others'))}% "
         f"(of {100 * doc['machine']['logical_cpus']}%). "
-        f"Work per CPU second: the worker turns {_num(top.get('posts_per_worker_cpu_s'))} posts into events "
+        f"Work per CPU second: the workers turn {_num(top.get('posts_per_worker_cpu_s'))} posts into events "
         f"per CPU second; the bare runtime predicts {_num(bare_eff)} posts per CPU second.",
         "",
         "Search steps (each a constant rate; sustained = lag bounded and p99 under the limit):",
@@ -436,10 +460,10 @@ def _workers_section(doc: dict[str, Any], images: dict[str, str]) -> list[str]:
         "For each layout: the max sustained rate (the same search as above, fewer steps), then a "
         f"saturated step offering {f['offered_posts_per_s']:.0f} posts/s (a backlog being caught up; "
         "events/s over its steady part). "
-        "The machine has 2 cores: 1 worker × 2 threads uses both for one onnxruntime session; 2 workers × 1 "
-        "thread run two sessions side by side (two processes, each with its own model copy and RSS), so the "
-        "second worker adds no hardware, only parallelism outside the model (parsing, tokenising, "
-        "producing).",
+        "The machine has 2 cores: 1 worker × 2 threads splits every operator of one onnxruntime session "
+        "across both, so each operator waits for the slower core (and the broker and the generator take "
+        "turns on both); 2 workers × 1 thread run two single-threaded sessions side by side (two "
+        "processes, each with its own model copy and RSS), in one consumer group.",
         "",
         "| layout | max sustained posts/s | saturated events/s | events per worker CPU second (saturated) "
         "| mean batch (saturated) | worker CPU % (median) | worker RSS MB |",
