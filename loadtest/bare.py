@@ -15,9 +15,10 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Any
+from typing import cast
 
 from loadtest.corpus import load_corpus, stream
+from loadtest.schema import BareFigures
 
 
 def run(
@@ -28,7 +29,7 @@ def run(
     seconds: float,
     seed: int,
     model_path: str | None = None,
-) -> dict[str, Any]:
+) -> BareFigures:
     """Load the model (default: shipped), warm it up, predict whole batches for ``seconds``; figures."""
     from stream_ner.model import runtime
 
@@ -45,18 +46,18 @@ def run(
         batch_rates.append(len(batch) / (time.perf_counter() - t0))
         posts += len(batch)
     cpu_s = time.process_time() - cpu_began
-    return {
-        "posts_per_s": round(posts / elapsed, 1),
-        "median_batch_posts_per_s": round(statistics.median(batch_rates), 1),
-        "posts": posts,
-        "seconds": round(elapsed, 2),
-        "cpu_pct": round(100 * cpu_s / elapsed, 1),
-        "posts_per_cpu_s": round(posts / cpu_s, 1) if cpu_s else None,
-        "batch_posts": batch_posts,
-        "precision": model.precision,
-        "intra_op_threads": threads,
-        "model": f"{model.name} {model.version}",
-    }
+    return BareFigures(
+        posts_per_s=round(posts / elapsed, 1),
+        median_batch_posts_per_s=round(statistics.median(batch_rates), 1),
+        posts=posts,
+        seconds=round(elapsed, 2),
+        cpu_pct=round(100 * cpu_s / elapsed, 1),
+        posts_per_cpu_s=round(posts / cpu_s, 1) if cpu_s else None,
+        batch_posts=batch_posts,
+        precision=model.precision,
+        intra_op_threads=threads,
+        model=f"{model.name} {model.version}",
+    )
 
 
 def measure(
@@ -67,7 +68,7 @@ def measure(
     seconds: float,
     seed: int,
     model_path: str | None = None,
-) -> dict[str, Any]:
+) -> BareFigures:
     """``run`` in a subprocess; raises ``RuntimeError`` with its stderr when it fails."""
     command = [sys.executable, "-m", "loadtest.bare", "--batch", str(batch_posts), "--precision", precision]
     command += ["--threads", str(threads), "--seconds", str(seconds), "--seed", str(seed), "--json"]
@@ -78,7 +79,7 @@ def measure(
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"bare runtime measurement failed:\n{done.stderr[-3000:]}")
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    return cast(BareFigures, json.loads(done.stdout.strip().splitlines()[-1]))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,14 +5,15 @@ from __future__ import annotations
 import os
 import platform
 from importlib import metadata
-from typing import Any
+
+from loadtest.schema import Machine, MachineLoad
 
 
-def describe() -> dict[str, Any]:
+def describe() -> Machine:
     """CPU model and count, memory, OS, Python and the versions of the packages on the hot path."""
     import psutil
 
-    versions = {}
+    versions: dict[str, str | None] = {}
     for package in ("stream-ner", "onnxruntime", "confluent-kafka", "tokenizers", "numpy"):
         try:
             versions[package] = metadata.version(package)
@@ -24,14 +25,14 @@ def describe() -> dict[str, Any]:
         versions["librdkafka"] = libversion()[0]
     except ImportError:
         versions["librdkafka"] = None
-    return {
-        "cpu": _cpu_model(),
-        "logical_cpus": os.cpu_count(),
-        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-        "os": f"{platform.system()} {platform.release()}",
-        "python": platform.python_version(),
-        "versions": versions,
-    }
+    return Machine(
+        cpu=_cpu_model(),
+        logical_cpus=os.cpu_count() or 1,
+        memory_gb=round(psutil.virtual_memory().total / 2**30, 1),
+        os=f"{platform.system()} {platform.release()}",
+        python=platform.python_version(),
+        versions=versions,
+    )
 
 
 def _cpu_model() -> str:
@@ -45,8 +46,8 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def load() -> dict[str, float]:
+def load() -> MachineLoad:
     """The 1-minute load average and machine CPU use right now (a noise indicator)."""
     import psutil
 
-    return {"loadavg_1m": round(os.getloadavg()[0], 2), "cpu_pct": psutil.cpu_percent(0.2)}
+    return MachineLoad(loadavg_1m=round(os.getloadavg()[0], 2), cpu_pct=psutil.cpu_percent(0.2))

@@ -20,10 +20,11 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 import numpy as np
 from hdrh.histogram import HdrHistogram
+
+from loadtest.schema import LatencySplit, LatencySummary, Sample, TimelineRow
 
 PERCENTILES = (50.0, 95.0, 99.0, 99.9)
 _HIGHEST_US = 600_000_000
@@ -34,21 +35,23 @@ def new_histogram() -> HdrHistogram:
     return HdrHistogram(1, _HIGHEST_US, 3)
 
 
-def summarize(histogram: HdrHistogram) -> dict[str, float]:
-    """Count, mean, p50/p95/p99/p99.9 and max of a µs histogram, in milliseconds."""
+def summarize(histogram: HdrHistogram) -> LatencySummary:
+    """Count, mean, p50/p95/p99/p99.9 and max of a µs histogram, in milliseconds (all 0 when empty)."""
     count = histogram.get_total_count()
-    out: dict[str, float] = {"count": float(count)}
-    if not count:
-        return out | {"mean_ms": 0.0, "max_ms": 0.0} | {_key(p): 0.0 for p in PERCENTILES}
-    out["mean_ms"] = round(histogram.get_mean_value() / 1000, 2)
-    for p in PERCENTILES:
-        out[_key(p)] = round(histogram.get_value_at_percentile(p) / 1000, 2)
-    out["max_ms"] = round(histogram.get_max_value() / 1000, 2)
-    return out
 
+    def ms(value_us: float) -> float:
+        return round(value_us / 1000, 2) if count else 0.0
 
-def _key(percentile: float) -> str:
-    return f"p{percentile:g}".replace(".", "") + "_ms"
+    p50, p95, p99, p999 = (ms(histogram.get_value_at_percentile(p)) for p in PERCENTILES)
+    return LatencySummary(
+        count=float(count),
+        mean_ms=ms(histogram.get_mean_value()),
+        p50_ms=p50,
+        p95_ms=p95,
+        p99_ms=p99,
+        p999_ms=p999,
+        max_ms=ms(histogram.get_max_value()),
+    )
 
 
 def encode(histogram: HdrHistogram) -> str:
@@ -101,33 +104,31 @@ class LatencyRecorder:
         self.by_send_second[int((sent_ns - self.origin_ns) // 1_000_000_000)].append(latency_us / 1000)
         self.arrivals[int((arrived_ns - self.origin_ns) // 1_000_000_000)] += 1
 
-    def summary(self) -> dict[str, float]:
+    def summary(self) -> LatencySummary:
         """``summarize`` of the step's histogram."""
         return summarize(self.histogram)
 
-    def split(self) -> dict[str, float]:
+    def split(self) -> LatencySplit:
         """p50 and p99 of the two parts of the latency (see ``record``), in ms; empty when not known."""
-        out: dict[str, float] = {}
-        for name, values in (("to_event", self.to_event_ms), ("after_event", self.after_event_ms)):
-            if values:
-                p50, p99 = np.percentile(values, [50, 99])
-                out |= {f"{name}_p50_ms": round(float(p50), 2), f"{name}_p99_ms": round(float(p99), 2)}
+        out = LatencySplit()
+        if self.to_event_ms:
+            p50, p99 = np.percentile(self.to_event_ms, [50, 99])
+            out["to_event_p50_ms"], out["to_event_p99_ms"] = round(float(p50), 2), round(float(p99), 2)
+        if self.after_event_ms:
+            p50, p99 = np.percentile(self.after_event_ms, [50, 99])
+            out["after_event_p50_ms"], out["after_event_p99_ms"] = round(float(p50), 2), round(float(p99), 2)
         return out
 
-    def timeline(self) -> list[dict[str, float]]:
+    def timeline(self) -> list[TimelineRow]:
         """Per second since the origin: posts sent then and their p50/p99/max latency; events arrived then."""
         seconds = sorted(set(self.by_send_second) | set(self.arrivals))
         rows = []
         for second in seconds:
             values = np.asarray(self.by_send_second.get(second, []))
-            row: dict[str, float] = {
-                "t": second,
-                "received": self.arrivals.get(second, 0),
-                "timed": len(values),
-            }
+            row = TimelineRow(t=second, received=self.arrivals.get(second, 0), timed=len(values))
             if len(values):
                 p50, p99 = np.percentile(values, [50, 99])
-                row |= {"p50_ms": round(float(p50), 2), "p99_ms": round(float(p99), 2)}
+                row["p50_ms"], row["p99_ms"] = round(float(p50), 2), round(float(p99), 2)
                 row["max_ms"] = round(float(values.max()), 2)
             rows.append(row)
         return rows
@@ -138,7 +139,7 @@ class EventCollector:
 
     ``register(step, origin_ns)`` before a step's first post; ``received(step)`` counts distinct posts seen;
     ``finish(step)`` before reading the step's recorder (the collector thread no longer writes to it).
-    Events of posts from other producers (no ``metadata.loadtest``) are counted as ``foreign``.
+    Events of posts from other producers (no ``metadata.loadtest``) are ignored.
     """
 
     def __init__(self, bootstrap: str, topic: str) -> None:
@@ -159,7 +160,6 @@ class EventCollector:
         self._steps: dict[str, LatencyRecorder] = {}
         self._seen: dict[str, set[str]] = defaultdict(set)
         self.duplicates: dict[str, int] = defaultdict(int)
-        self.foreign = 0
         self.late: dict[str, int] = defaultdict(int)
         self._finished: set[str] = set()
         self._stop = threading.Event()
@@ -217,12 +217,12 @@ class EventCollector:
         meta = event.get("metadata") or {}
         step, sent_ns = meta.get("loadtest"), meta.get("sent_at_ns")
         with self._lock:
-            recorder = self._steps.get(step) if isinstance(step, str) else None
+            if not isinstance(step, str):
+                return
+            recorder = self._steps.get(step)
             if recorder is None or not isinstance(sent_ns, int):
                 if step in self._finished:
                     self.late[step] += 1
-                else:
-                    self.foreign += 1
                 return
             seen = self._seen[step]
             if event["post_id"] in seen:
@@ -287,7 +287,7 @@ class Sampler:
         self._psutil = psutil
         self._procs = {name: psutil.Process(pid) for name, pid in processes.items()}
         self._backlog, self._lag, self._interval = backlog, lag, interval_s
-        self.rows: list[dict[str, Any]] = []
+        self.rows: list[Sample] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="loadtest-sampler", daemon=True)
         self._t0 = 0.0
@@ -306,7 +306,7 @@ class Sampler:
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
-            row: dict[str, Any] = {"t": round(time.monotonic() - self._t0, 2)}
+            row: Sample = {"t": round(time.monotonic() - self._t0, 2)}
             if self._backlog is not None:
                 row["backlog"] = self._backlog()
             if self._lag is not None:
@@ -325,12 +325,12 @@ class Sampler:
             self.rows.append(row)
 
 
-def column(rows: list[dict[str, Any]], key: str) -> list[float]:
+def column(rows: list[Sample], key: str) -> list[float]:
     """The non-null values of one sampled column."""
     return [row[key] for row in rows if row.get(key) is not None]
 
 
-def median_of(rows: list[dict[str, Any]], key: str) -> float | None:
+def median_of(rows: list[Sample], key: str) -> float | None:
     """Median of a sampled column, or ``None`` when it was never sampled."""
     values = column(rows, key)
     return round(float(np.median(values)), 1) if values else None

@@ -1,4 +1,4 @@
-"""The benchmark report: PNG plots and ``RESULTS.md`` regenerated from the scenario JSON files.
+"""The benchmark report: ``RESULTS.md`` and the plots (``loadtest.plots``) regenerated from the result files.
 
 ``python -m loadtest.report`` reads ``loadtest/results/*.json`` (any subset of the scenarios), draws the
 plots next to them and writes ``loadtest/RESULTS.md``; with ``--results DIR`` it reads DIR and writes
@@ -9,220 +9,61 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 from pathlib import Path
-from typing import Any
+from typing import cast
 
-from loadtest.measure import cdf, decode
+from loadtest import plots
+from loadtest.schema import (
+    DOCUMENTS,
+    BatchingDoc,
+    Header,
+    LatencySummary,
+    MaxrateDoc,
+    Medians,
+    PrecisionDoc,
+    ResultFiles,
+    ScenarioResult,
+    SoakDoc,
+    WorkersDoc,
+    find_step,
+)
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-DPI = 72
+
+ORDER = tuple(DOCUMENTS)
 
 
-ORDER = ("maxrate", "workers", "batching", "precision", "soak")
-
-
-def load(results: Path) -> dict[str, dict[str, Any]]:
+def load(results: Path) -> ResultFiles:
     """Every scenario result in ``results``, by scenario name, in the order of the scenarios."""
     docs = {}
     for path in results.glob("*.json"):
         doc = json.loads(path.read_text())
-        if isinstance(doc, dict) and "scenario" in doc:
+        if isinstance(doc, dict) and doc.get("scenario") in DOCUMENTS:
             docs[doc["scenario"]] = doc
-    return dict(sorted(docs.items(), key=lambda item: ORDER.index(item[0]) if item[0] in ORDER else 99))
+    return cast(ResultFiles, dict(sorted(docs.items(), key=lambda item: ORDER.index(item[0]))))
 
 
-def step(doc: dict[str, Any] | None, label: str) -> dict[str, Any] | None:
-    """The step of ``doc`` with that label."""
-    for item in (doc or {}).get("steps", []):
-        if item["label"] == label:
-            return dict(item)
-    return None
-
-
-# -- plots -------------------------------------------------------------------------------------------------
-
-
-def _pyplot():  # type: ignore[no-untyped-def]
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    plt.rcParams.update({"font.size": 8, "axes.grid": True, "grid.alpha": 0.3})
-    return plt
-
-
-def plot_latency_over_time(maxrate: dict[str, Any], path: Path) -> bool:
-    """Per-second p50/p99 (by send time) and sent/received per second of the load and burst steps."""
-    steps = [s for s in (step(maxrate, n) for n in ("load-50pct", "load-90pct", "bursts")) if s]
-    if not steps:
-        return False
-    plt = _pyplot()
-    fig, axes = plt.subplots(2, len(steps), figsize=(3.2 * len(steps), 4.4), squeeze=False, sharex="col")
-    for col, item in enumerate(steps):
-        rows = [r for r in item["timeline"] if r["t"] >= 0]
-        t = [r["t"] for r in rows if "p50_ms" in r]
-        top, bottom = axes[0][col], axes[1][col]
-        top.plot(t, [r["p50_ms"] for r in rows if "p50_ms" in r], label="p50")
-        top.plot(t, [r["p99_ms"] for r in rows if "p99_ms" in r], label="p99")
-        top.plot(t, [r["max_ms"] for r in rows if "max_ms" in r], label="max", alpha=0.4)
-        top.set_yscale("log")
-        top.set_title(f"{item['label']} ({item['target_rate']:.0f}/s offered)")
-        bottom.plot([r["t"] for r in rows], [r.get("sent", 0) for r in rows], label="sent/s")
-        bottom.plot([r["t"] for r in rows], [r["received"] for r in rows], label="events/s")
-        samples = [r for r in item["samples"] if r.get("backlog") is not None]
-        twin = bottom.twinx()
-        twin.plot(
-            [r["t"] - 0.2 for r in samples], [r["backlog"] for r in samples], color="grey", alpha=0.5, lw=0.8
-        )
-        twin.set_ylabel("backlog (posts)", color="grey")
-        bottom.set_xlabel("seconds since step start")
-        if col == 0:
-            top.set_ylabel("end-to-end latency (ms)")
-            bottom.set_ylabel("posts per second")
-            top.legend(loc="upper left")
-            bottom.legend(loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return True
-
-
-def plot_latency_cdf(docs: dict[str, dict[str, Any]], path: Path) -> bool:
-    """Latency against percentile ("nines" axis) for the load steps, bursts and the soak."""
-    curves = []
-    for name, label in (
-        ("maxrate", "load-50pct"),
-        ("maxrate", "load-90pct"),
-        ("maxrate", "bursts"),
-        ("soak", "soak"),
-    ):
-        item = step(docs.get(name), label)
-        if item and item["latency"]["count"]:
-            curves.append((f"{label} ({item['target_rate']:.0f}/s)", cdf(decode(item["histogram"]))))
-    if not curves:
-        return False
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    for label, points in curves:
-        xs = [-math.log10(max(1e-6, 1 - p / 100)) for p, _ in points]
-        ax.plot(xs, [v for _, v in points], label=label)
-    ticks = [0, 1, 2, 3, 4]
-    ax.set_xticks(ticks, ["p0", "p90", "p99", "p99.9", "p99.99"])
-    ax.set_yscale("log")
-    ax.set_ylabel("end-to-end latency (ms)")
-    ax.set_title("latency distribution (HDR histograms)")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return True
-
-
-def plot_workers(workers: dict[str, Any], path: Path) -> bool:
-    """Max sustained rate and saturated throughput per worker layout, with the bare runtime for reference."""
-    runs = workers["figures"]["runs"]
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.6, 3.4))
-    names = [
-        f"{r['workers']} worker{'s' if r['workers'] > 1 else ''}\n× {r['threads_per_worker']} thread"
-        for r in runs
-    ]
-    x = list(range(len(runs)))
-    if all(r.get("max_sustained_posts_per_s") for r in runs):
-        sustained = ax.bar(
-            [i - 0.2 for i in x],
-            [r["max_sustained_posts_per_s"] for r in runs],
-            0.4,
-            label="max sustained rate",
-        )
-        ax.bar_label(sustained, fmt="%.0f")
-        saturated = ax.bar(
-            [i + 0.2 for i in x],
-            [r["throughput_posts_per_s"] for r in runs],
-            0.4,
-            label="saturated (backlog)",
-        )
-    else:
-        saturated = ax.bar(x, [r["throughput_posts_per_s"] for r in runs], 0.6, label="saturated (backlog)")
-    ax.bar_label(saturated, fmt="%.0f")
-    ax.set_xticks(x, names)
-    bare = workers["figures"]["bare"]
-    ax.axhline(bare["2t"]["posts_per_s"], color="tab:red", ls="--", label="bare runtime, 2 threads")
-    ax.axhline(bare["1t"]["posts_per_s"], color="tab:orange", ls=":", label="bare runtime, 1 thread")
-    ax.set_ylabel("posts/s")
-    ax.set_title("throughput against workers (2 cores)")
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return True
-
-
-def plot_search(maxrate: dict[str, Any], path: Path) -> bool:
-    """Offered rate against events/s in each search step, sustained or not."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.2, 3.2))
-    for v in maxrate["figures"]["search"]:
-        color = "tab:green" if v["sustained"] else "tab:red"
-        ax.scatter(v["rate"], v["received_rate_steady"], color=color, zorder=3)
-        ax.annotate(
-            f"p99 {v['p99_ms']:.0f}",
-            (v["rate"], v["received_rate_steady"]),
-            fontsize=6,
-            xytext=(3, -8),
-            textcoords="offset points",
-        )
-    top = max(v["rate"] for v in maxrate["figures"]["search"]) * 1.1
-    ax.plot([0, top], [0, top], color="grey", lw=0.8, label="events = offered")
-    ax.axhline(maxrate["figures"]["bare_posts_per_s"], color="tab:blue", ls="--", label="bare runtime")
-    ax.axvline(
-        maxrate["figures"]["max_sustained_posts_per_s"], color="tab:green", ls=":", label="max sustained"
-    )
-    ax.set_xlabel("offered posts/s")
-    ax.set_ylabel("events/s (steady part of the step)")
-    ax.set_title("max sustainable rate search (green: sustained)")
-    ax.legend(loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return True
-
-
-def plot_soak(soak: dict[str, Any], path: Path) -> bool:
-    """Worker RSS and per-10-s p99 over the soak."""
-    item = soak["steps"][0]
-    rss = [(r["t"], r["rss_mb_w1"]) for r in item["samples"] if r.get("rss_mb_w1") is not None]
-    if not rss:
-        return False
-    plt = _pyplot()
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 4.0), sharex=True)
-    top.plot([t for t, _ in rss], [v for _, v in rss], color="tab:purple")
-    top.set_ylabel("worker RSS (MB)")
-    top.set_ylim(0, max(v for _, v in rss) * 1.2)
-    top.set_title(f"soak at {soak['figures']['rate_posts_per_s']:.0f} posts/s")
-    timed = [r for r in item["timeline"] if "p99_ms" in r]
-    bottom.plot([r["t"] for r in timed], [r["p99_ms"] for r in timed], lw=0.6, label="p99 per second")
-    bottom.plot([r["t"] for r in timed], [r["p50_ms"] for r in timed], lw=0.6, label="p50 per second")
-    bottom.set_yscale("log")
-    bottom.set_ylabel("latency (ms)")
-    bottom.set_xlabel("seconds")
-    bottom.legend(loc="upper right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return True
+def headers(docs: ResultFiles) -> list[Header]:
+    """The documents of ``docs`` seen through what they all share, in order."""
+    return [cast(Header, doc) for doc in docs.values()]
 
 
 # -- markdown ----------------------------------------------------------------------------------------------
 
 
-def _ms(summary: dict[str, float]) -> str:
-    keys = ("p50_ms", "p95_ms", "p99_ms", "p999_ms", "max_ms")
-    return " | ".join(f"{summary[k]:.0f}" for k in keys)
+def _ms(summary: LatencySummary) -> str:
+    return " | ".join(
+        f"{value:.0f}"
+        for value in (
+            summary["p50_ms"],
+            summary["p95_ms"],
+            summary["p99_ms"],
+            summary["p999_ms"],
+            summary["max_ms"],
+        )
+    )
 
 
 def _num(value: float | None, fmt: str = ".0f") -> str:
@@ -236,13 +77,13 @@ def _duration(seconds: float) -> str:
 QUIET_OTHERS_PCT = 10.0  # median CPU of work outside the test below which the machine counts as quiet
 
 
-def _noise(docs: dict[str, dict[str, Any]]) -> str:
+def _noise(docs: ResultFiles) -> str:
     loads, others = [], []
     for doc in docs.values():
-        for item in doc.get("steps", []):
+        for item in cast(ScenarioResult, doc)["steps"]:
             loads.append(item["load_before"]["loadavg_1m"])
-            if item["medians"].get("cpu_others") is not None:
-                others.append(item["medians"]["cpu_others"])
+            if (other_cpu := item["medians"].get("cpu_others")) is not None:
+                others.append(other_cpu)
     if not loads:
         return ""
     other = statistics.median(others) if others else 0.0
@@ -258,9 +99,10 @@ def _noise(docs: dict[str, dict[str, Any]]) -> str:
     )
 
 
-def markdown(docs: dict[str, dict[str, Any]], images: dict[str, str], readme: str = "README.md") -> str:
+def markdown(docs: ResultFiles, images: dict[str, str], readme: str = "README.md") -> str:
     """The text of RESULTS.md; ``readme``: the link to the method."""
-    any_doc = next(iter(docs.values()))
+    all_docs = headers(docs)
+    any_doc = all_docs[0]
     m = any_doc["machine"]
     v = m["versions"]
     lines = [
@@ -272,7 +114,7 @@ def markdown(docs: dict[str, dict[str, Any]], images: dict[str, str], readme: st
         "",
         *(
             ["**Quick run** (`--quick`): seconds-long steps; the figures are indicative only.", ""]
-            if any(doc["quick"] for doc in docs.values())
+            if any(doc["quick"] for doc in all_docs)
             else []
         ),
         "## Machine",
@@ -290,16 +132,8 @@ def markdown(docs: dict[str, dict[str, Any]], images: dict[str, str], readme: st
         "±20% between runs.",
         "",
     ]
-    started = sorted(doc["started_at"] for doc in docs.values())
+    started = sorted(doc["started_at"] for doc in all_docs)
     lines += [f"Scenarios started between {started[0]} and {started[-1]} (UTC).", ""]
-    held = [name for name, doc in docs.items() if doc.get("collector") != "poll"]
-    if held:
-        lines += [
-            f"**Caveat.** In {', '.join(held)}, events were read with a batch consume that held each event "
-            "until its 50 ms timeout: those latencies are about 25 ms (at most 50 ms) too high. Throughput, "
-            "lag, CPU and RSS figures are unaffected. Rerun the scenario to refresh them.",
-            "",
-        ]
     if "maxrate" in docs:
         lines += _maxrate_section(docs["maxrate"], images)
     if "workers" in docs:
@@ -314,7 +148,7 @@ def markdown(docs: dict[str, dict[str, Any]], images: dict[str, str], readme: st
         "## Commands",
         "",
         "```",
-        *(f"{doc['command']}    # {doc['wall_s']:.0f} s" for doc in docs.values()),
+        *(f"{doc['command']}    # {doc['wall_s']:.0f} s" for doc in all_docs),
         "python -m loadtest.report",
         "```",
         "",
@@ -328,28 +162,26 @@ def markdown(docs: dict[str, dict[str, Any]], images: dict[str, str], readme: st
     return "\n".join(lines)
 
 
-def _workers_cpu(medians: dict[str, Any], count: int) -> str:
+def _workers_cpu(medians: Medians, count: int) -> str:
     """The workers' median CPU, summed over ``count`` workers, with the share of each when several."""
-    shares = [medians.get(f"cpu_w{i + 1}") for i in range(count)]
-    if any(share is None for share in shares):
+    shares = [share for i in range(count) if (share := medians.get(f"cpu_w{i + 1}")) is not None]
+    if len(shares) < count:
         return "–"
     total = _num(sum(shares))
     return total if count == 1 else f"{total} ({' + '.join(_num(x) for x in shares)})"
 
 
-def _maxrate_section(doc: dict[str, Any], images: dict[str, str]) -> list[str]:
+def _maxrate_section(doc: MaxrateDoc, images: dict[str, str]) -> list[str]:
     f = doc["figures"]
     cfg = doc["config"]
-    bare_cfg = doc.get("bare_config", cfg)
+    bare_cfg = doc["bare_config"]
     count = cfg.get("workers", 1)
     ratio = f["stream_to_bare"]
     l50, l90 = f["latency_at_50pct"], f["latency_at_90pct"]
-    top = step(doc, "load-90pct") or {}
-    med = top.get("medians", {})
-    bare_eff = statistics.median(
-        [b["posts_per_cpu_s"] for b in _bare_runs(f) if b.get("posts_per_cpu_s")] or [0]
-    )
-    bare_list = ", ".join(format(b["posts_per_s"], ".0f") for b in _bare_runs(f))
+    top = find_step(doc, "load-90pct")
+    med: Medians = top["medians"] if top else {}
+    bare_eff = statistics.median([eff for b in f["bare_runs"] if (eff := b["posts_per_cpu_s"])] or [0])
+    bare_list = ", ".join(format(b["posts_per_s"], ".0f") for b in f["bare_runs"])
     lines = [
         "## Maximum sustained throughput and latency",
         "",
@@ -366,17 +198,10 @@ def _maxrate_section(doc: dict[str, Any], images: dict[str, str]) -> list[str]:
         f"| bare runtime (median of {bare_list}) | **{f['bare_posts_per_s']:.0f} posts/s** |",
         f"| stream, max sustained rate | **{f['max_sustained_posts_per_s']:.0f} posts/s** |",
         f"| stream / bare | **{ratio:.0%}** (aim ≥ 90%: {'met' if ratio >= 0.9 else 'not met'}) |",
-        *(
-            [
-                f"| mean batch of the workers at the max rate | {f['pipeline_mean_batch_at_max']:.1f} |",
-                f"| bare runtime at that batch size ({f['bare_at_pipeline_batch']['batch_posts']} posts) "
-                f"| {f['bare_at_pipeline_batch']['posts_per_s']:.0f} posts/s |",
-                "| stream / bare at the pipeline's batch size "
-                f"| {f['stream_to_bare_at_pipeline_batch']:.0%} |",
-            ]
-            if "bare_at_pipeline_batch" in f
-            else []
-        ),
+        f"| mean batch of the workers at the max rate | {_num(f['pipeline_mean_batch_at_max'], '.1f')} |",
+        f"| bare runtime at that batch size ({f['bare_at_pipeline_batch']['batch_posts']} posts) "
+        f"| {f['bare_at_pipeline_batch']['posts_per_s']:.0f} posts/s |",
+        f"| stream / bare at the pipeline's batch size | {f['stream_to_bare_at_pipeline_batch']:.0%} |",
         f"| lowest failed rate in the search | {_num(f['highest_failed_rate'])} posts/s |",
         f"| p99 limit of a sustained step | {f['p99_limit_ms']:.0f} ms |",
         "",
@@ -386,9 +211,9 @@ def _maxrate_section(doc: dict[str, Any], images: dict[str, str]) -> list[str]:
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for label, summary in (("50% of max", l50), ("90% of max", l90)):
-        item = step(doc, f"load-{label[:2]}pct") or {}
-        lines.append(f"| {label} | {item.get('target_rate', 0):.0f} | {_ms(summary)} |")
-    bursts = step(doc, "bursts")
+        item = find_step(doc, f"load-{label[:2]}pct")
+        lines.append(f"| {label} | {item['target_rate'] if item else 0:.0f} | {_ms(summary)} |")
+    bursts = find_step(doc, "bursts")
     if bursts:
         lines.append(
             f"| bursts 50% → 150%, 2 s every 10 s | {bursts['target_rate']:.0f} (mean) "
@@ -404,8 +229,9 @@ def _maxrate_section(doc: dict[str, Any], images: dict[str, str]) -> list[str]:
             "capacity into a lasting backlog.",
             "",
         ]
-    split = (step(doc, "load-50pct") or {}).get("latency_split") or {}
-    if split:
+    at_50 = find_step(doc, "load-50pct")
+    split = at_50["latency_split"] if at_50 else {}
+    if "to_event_p50_ms" in split and "after_event_p50_ms" in split:
         lines += [
             "Where the time goes at 50% load (the event's `processed_at` splits each latency): median "
             f"{split['to_event_p50_ms']:.0f} ms (p99 {split['to_event_p99_ms']:.0f}) from send until the "
@@ -421,7 +247,8 @@ def _maxrate_section(doc: dict[str, Any], images: dict[str, str]) -> list[str]:
         f"load generator + measuring consumer {_num(med.get('cpu_loadtest'))}%, "
         f"other work on the machine {_num(med.get('cpu_others'))}% "
         f"(of {100 * doc['machine']['logical_cpus']}%). "
-        f"Work per CPU second: the workers turn {_num(top.get('posts_per_worker_cpu_s'))} posts into events "
+        "Work per CPU second: the workers turn "
+        f"{_num(top['posts_per_worker_cpu_s'] if top else None)} posts into events "
         f"per CPU second; the bare runtime predicts {_num(bare_eff)} posts per CPU second.",
         "",
         "Search steps (each a constant rate; sustained = lag bounded and p99 under the limit):",
@@ -452,7 +279,7 @@ def _maxrate_section(doc: dict[str, Any], images: dict[str, str]) -> list[str]:
     return lines
 
 
-def _workers_section(doc: dict[str, Any], images: dict[str, str]) -> list[str]:
+def _workers_section(doc: WorkersDoc, images: dict[str, str]) -> list[str]:
     f = doc["figures"]
     lines = [
         "## 1 vs 2 workers",
@@ -460,7 +287,8 @@ def _workers_section(doc: dict[str, Any], images: dict[str, str]) -> list[str]:
         "For each layout: the max sustained rate (the same search as above, fewer steps), then a "
         f"saturated step offering {f['offered_posts_per_s']:.0f} posts/s (a backlog being caught up; "
         "events/s over its steady part). "
-        "The machine has 2 cores: 1 worker × 2 threads splits every operator of one onnxruntime session "
+        f"The machine has {doc['machine']['logical_cpus']} cores: 1 worker × 2 threads splits every operator "
+        "of one onnxruntime session "
         "across both, so each operator waits for the slower core (and the broker and the generator take "
         "turns on both); 2 workers × 1 thread run two single-threaded sessions side by side (two "
         "processes, each with its own model copy and RSS), in one consumer group.",
@@ -473,33 +301,35 @@ def _workers_section(doc: dict[str, Any], images: dict[str, str]) -> list[str]:
         cpu = ", ".join(_num(c) for c in r["worker_cpu_pct"])
         rss = ", ".join(_num(c) for c in r["worker_rss_mb"])
         rate = f"{r['throughput_posts_per_s']:.0f}"
-        if not r.get("saturated", True):
+        if not r["saturated"]:
             rate = f"≥ {rate} (kept up with the offered rate)"
         lines.append(
             f"| {r['workers']} × {r['threads_per_worker']} thread(s) "
-            f"| {_num(r.get('max_sustained_posts_per_s'))} | {rate} "
-            f"| {_num(r.get('posts_per_worker_cpu_s'))} "
-            f"| {_num(r.get('mean_batch_posts_saturated'), '.1f')} | {cpu} | {rss} |"
+            f"| {_num(r['max_sustained_posts_per_s'])} | {rate} "
+            f"| {_num(r['posts_per_worker_cpu_s'])} "
+            f"| {_num(r['mean_batch_posts_saturated'], '.1f')} | {cpu} | {rss} |"
         )
-    collapse = [r for r in f["runs"] if r.get("max_sustained_posts_per_s") and r.get("saturated", True)]
+    collapse = [(r, best) for r in f["runs"] if (best := r["max_sustained_posts_per_s"]) and r["saturated"]]
     if collapse:
-        r = collapse[0]
+        r, best = collapse[0]
         best_steps = [
             item
             for item in doc["steps"]
-            if item.get("verdict", {}).get("rate") == r["max_sustained_posts_per_s"]
+            if "verdict" in item
+            and item["verdict"]["rate"] == best
             and item.get("workers") == r["workers"]
             and item.get("threads") == r["threads_per_worker"]
         ]
-        at_best = best_steps[0] if best_steps else {}
+        at_best = best_steps[0] if best_steps else None
         lines += [
             "",
             f"With a backlog ({r['workers']} × {r['threads_per_worker']}), the worker delivers "
-            f"{r['throughput_posts_per_s'] / r['max_sustained_posts_per_s']:.0%} of the rate it sustains "
-            f"without one: mean batch {_num(r.get('mean_batch_posts_saturated'), '.1f')} posts and "
-            f"{_num(r.get('posts_per_worker_cpu_s'))} events per worker CPU second, against "
-            f"{_num(at_best.get('mean_batch_posts'), '.1f')} posts and "
-            f"{_num(at_best.get('posts_per_worker_cpu_s'))} events per CPU second at its max sustained rate.",
+            f"{r['throughput_posts_per_s'] / best:.0%} of the rate it sustains "
+            f"without one: mean batch {_num(r['mean_batch_posts_saturated'], '.1f')} posts and "
+            f"{_num(r['posts_per_worker_cpu_s'])} events per worker CPU second, against "
+            f"{_num(at_best['mean_batch_posts'] if at_best else None, '.1f')} posts and "
+            f"{_num(at_best['posts_per_worker_cpu_s'] if at_best else None)} events per CPU second at its "
+            "max sustained rate.",
         ]
     lines += [
         "",
@@ -512,7 +342,7 @@ def _workers_section(doc: dict[str, Any], images: dict[str, str]) -> list[str]:
     return lines
 
 
-def _batching_section(doc: dict[str, Any]) -> list[str]:
+def _batching_section(doc: BatchingDoc) -> list[str]:
     f = doc["figures"]
     lines = [
         "## Batch size and max wait",
@@ -532,7 +362,7 @@ def _batching_section(doc: dict[str, Any]) -> list[str]:
     return lines + [""]
 
 
-def _precision_section(doc: dict[str, Any]) -> list[str]:
+def _precision_section(doc: PrecisionDoc) -> list[str]:
     f = doc["figures"]
     lines = [
         "## fp32 vs INT8",
@@ -556,7 +386,7 @@ def _precision_section(doc: dict[str, Any]) -> list[str]:
     return lines + [""]
 
 
-def _soak_section(doc: dict[str, Any], images: dict[str, str]) -> list[str]:
+def _soak_section(doc: SoakDoc, images: dict[str, str]) -> list[str]:
     f = doc["figures"]
     lines = [
         "## Soak",
@@ -581,14 +411,7 @@ def _soak_section(doc: dict[str, Any], images: dict[str, str]) -> list[str]:
     return lines
 
 
-def _bare_runs(figures: dict[str, Any]) -> list[dict[str, Any]]:
-    """The bare runtime measurements of a maxrate result (older files: before and after only)."""
-    if "bare_runs" in figures:
-        return list(figures["bare_runs"])
-    return [figures["bare_before"], figures["bare_after"]]
-
-
-def _second_half_growth(doc: dict[str, Any]) -> float | None:
+def _second_half_growth(doc: SoakDoc) -> float | None:
     """Worker RSS at the end minus at half time (medians of the samples within 5 s), MB."""
     rss = [(r["t"], r["rss_mb_w1"]) for r in doc["steps"][0]["samples"] if r.get("rss_mb_w1") is not None]
     duration = doc["figures"]["duration_s"]
@@ -615,17 +438,23 @@ def main(argv: list[str] | None = None) -> int:
     if not docs:
         raise SystemExit(f"no scenario results in {args.results}")
     images: dict[str, str] = {}
-    plots = [
-        ("search", "maxrate", plot_search),
-        ("latency_over_time", "maxrate", plot_latency_over_time),
-        ("workers", "workers", plot_workers),
-        ("soak", "soak", plot_soak),
-    ]
-    for key, scenario, draw in plots:
-        path = results / f"{key}.png"
-        if scenario in docs and draw(docs[scenario], path):
-            images[key] = _relative(path, out.parent)
-    if plot_latency_cdf(docs, results / "latency_cdf.png"):
+    drawn = []
+    if "maxrate" in docs:
+        drawn += [
+            ("search", plots.plot_search(docs["maxrate"], results / "search.png")),
+            (
+                "latency_over_time",
+                plots.plot_latency_over_time(docs["maxrate"], results / "latency_over_time.png"),
+            ),
+        ]
+    if "workers" in docs:
+        drawn.append(("workers", plots.plot_workers(docs["workers"], results / "workers.png")))
+    if "soak" in docs:
+        drawn.append(("soak", plots.plot_soak(docs["soak"], results / "soak.png")))
+    for key, done in drawn:
+        if done:
+            images[key] = _relative(results / f"{key}.png", out.parent)
+    if plots.plot_latency_cdf(docs, results / "latency_cdf.png"):
         images["latency_cdf"] = _relative(results / "latency_cdf.png", out.parent)
     out.write_text(markdown(docs, images, _relative(HERE / "README.md", out.parent)))
     print(f"wrote {out.name} and {len(images)} plots")

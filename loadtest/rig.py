@@ -1,7 +1,7 @@
 """One measured set-up: a worker pool on fresh topics, with its generator, collector, lag probe and sampler.
 
 ``Rig`` is entered once per worker configuration. ``step`` offers one schedule and returns everything
-measured about it as a JSON-ready dict:
+measured about it as a ``schema.StepResult`` (JSON as it is written):
 
 1. the collector starts timing the step's posts (they carry the step name);
 2. the sampler starts (backlog, consumer lag, CPU and RSS of workers, broker and this process);
@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
 from rich.progress import Progress
@@ -24,6 +23,7 @@ from rich.progress import Progress
 from loadtest import machine, schedule
 from loadtest.generate import LoadGenerator
 from loadtest.measure import EventCollector, LagProbe, Sampler, encode, median_of
+from loadtest.schema import Medians, PhaseRecord, Sample, StepResult
 from loadtest.stack import Broker, Topics, WorkerConfig, WorkerPool
 
 LEAD_S = 0.2  # the first post goes out this long after the step is registered
@@ -49,11 +49,9 @@ class Rig:
         self.collector: EventCollector | None = None
         self.generator: LoadGenerator | None = None
         self.lag: LagProbe | None = None
-        self.startup_s = 0.0
 
     def __enter__(self) -> Rig:
         task = self.progress.add_task(f"starting {self.count} worker(s) {self.config}", total=None)
-        began = time.monotonic()
         self.topics.create(self.broker.bootstrap)
         try:
             self.pool.start()
@@ -66,7 +64,6 @@ class Rig:
             raise
         finally:
             self.progress.remove_task(task)
-        self.startup_s = round(time.monotonic() - began, 2)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -97,7 +94,7 @@ class Rig:
         drain: bool = True,
         drain_timeout_s: float | None = None,
         sample_interval_s: float = 0.5,
-    ) -> dict[str, Any]:
+    ) -> StepResult:
         """Offer ``phases`` and measure; see the module docstring for the order of events."""
         assert self.collector is not None and self.generator is not None and self.lag is not None
         offsets = schedule.send_offsets(phases)
@@ -149,34 +146,37 @@ class Rig:
         timeline = recorder.timeline()
         for row in timeline:
             row["sent"] = report.per_second.get(int(row["t"]), 0)
-        return {
-            "label": label,
-            "phases": [vars(phase) for phase in phases],
-            "duration_s": round(duration, 2),
-            "target_rate": round(len(offsets) / duration, 1) if duration else 0.0,
-            "offered_rate": round(report.offered_rate, 1),
-            "sent": report.sent,
-            "failed_sends": report.failed,
-            "max_behind_ms": round(report.max_behind_ms, 1),
-            "received": received,
-            "duplicates": collector.duplicates.get(label, 0),
-            "drained": drained,
-            "received_rate_steady": round(steady_rate, 1),
-            "worker_cpu_s": round(worker_cpu_s, 2),
-            "posts_per_worker_cpu_s": round(done / worker_cpu_s, 1) if worker_cpu_s > 0 else None,
-            "batches": int(batches[1]),
-            "mean_batch_posts": round(batches[0] / batches[1], 2) if batches[1] else None,
-            "inference_s": round(batches[2], 2),
-            "latency": recorder.summary(),
-            "latency_split": recorder.split(),
-            "histogram": encode(recorder.histogram),
-            "timeline": timeline,
-            "samples": rows,
-            "sending_samples": len(sending),
-            "medians": _medians(sending, self.processes(), os.cpu_count() or 1),
-            "load_before": load_before,
-            "load_after": machine.load(),
-        }
+        return StepResult(
+            label=label,
+            phases=[
+                PhaseRecord(duration_s=p.duration_s, start_rate=p.start_rate, end_rate=p.end_rate)
+                for p in phases
+            ],
+            duration_s=round(duration, 2),
+            target_rate=round(len(offsets) / duration, 1) if duration else 0.0,
+            offered_rate=round(report.offered_rate, 1),
+            sent=report.sent,
+            failed_sends=report.failed,
+            max_behind_ms=round(report.max_behind_ms, 1),
+            received=received,
+            duplicates=collector.duplicates.get(label, 0),
+            drained=drained,
+            received_rate_steady=round(steady_rate, 1),
+            worker_cpu_s=round(worker_cpu_s, 2),
+            posts_per_worker_cpu_s=round(done / worker_cpu_s, 1) if worker_cpu_s > 0 else None,
+            batches=int(batches[1]),
+            mean_batch_posts=round(batches[0] / batches[1], 2) if batches[1] else None,
+            inference_s=round(batches[2], 2),
+            latency=recorder.summary(),
+            latency_split=recorder.split(),
+            histogram=encode(recorder.histogram),
+            timeline=timeline,
+            samples=rows,
+            sending_samples=len(sending),
+            medians=_medians(sending, self.processes(), os.cpu_count() or 1),
+            load_before=load_before,
+            load_after=machine.load(),
+        )
 
     def _batch_totals(self) -> tuple[float, float, float]:
         """Posts batched, batches and inference seconds so far, summed over the workers' metrics."""
@@ -209,9 +209,9 @@ class Rig:
         return False
 
 
-def _medians(rows: list[dict[str, Any]], processes: dict[str, int], cpus: int) -> dict[str, Any]:
+def _medians(rows: list[Sample], processes: dict[str, int], cpus: int) -> Medians:
     """Median CPU (% of one core) and RSS (MB) per process while sending, and the CPU used by others."""
-    out: dict[str, Any] = {"cpu_machine_pct": median_of(rows, "cpu_machine")}
+    out: Medians = {"cpu_machine_pct": median_of(rows, "cpu_machine")}
     for name in processes:
         out[f"cpu_{name}"] = median_of(rows, f"cpu_{name}")
         out[f"rss_mb_{name}"] = median_of(rows, f"rss_mb_{name}")

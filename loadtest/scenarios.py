@@ -25,11 +25,11 @@ import signal
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -37,6 +37,28 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from loadtest import bare, machine, schedule
 from loadtest.corpus import Corpus, load_corpus, stream
 from loadtest.rig import Rig
+from loadtest.schema import (
+    BareFigures,
+    BatchingFigures,
+    BatchingResult,
+    BatchingRun,
+    ConfigRecord,
+    Header,
+    MaxrateDoc,
+    MaxrateFigures,
+    MaxrateResult,
+    PrecisionFigures,
+    PrecisionResult,
+    PrecisionRun,
+    ScenarioResult,
+    SoakFigures,
+    SoakResult,
+    StepResult,
+    VerdictRecord,
+    WorkersFigures,
+    WorkersResult,
+    WorkersRun,
+)
 from loadtest.search import Limits, RateSearch, judge
 from loadtest.stack import Broker, WorkerConfig
 
@@ -95,7 +117,7 @@ class Context:
         """A worker pool of ``count`` with ``config`` on fresh topics."""
         return Rig(self.broker, scenario, config, count, stream(self.corpus.texts, self.seed), self.progress)
 
-    def bare(self, config: WorkerConfig) -> dict[str, Any]:
+    def bare(self, config: WorkerConfig) -> BareFigures:
         """The bare runtime's figures for ``config`` (model, precision, threads, batch size)."""
         task = self.progress.add_task(
             f"bare runtime {config.precision} batch {config.max_batch_posts}", total=None
@@ -113,16 +135,16 @@ class Context:
         finally:
             self.progress.remove_task(task)
 
-    def previous(self, scenario: str) -> dict[str, Any] | None:
-        """An earlier result of ``scenario`` in the same results directory, if any."""
-        path = self.out_dir / f"{scenario}.json"
-        return json.loads(path.read_text()) if path.is_file() else None
+    def previous_maxrate(self) -> MaxrateDoc | None:
+        """An earlier result of ``maxrate`` in the same results directory, if any."""
+        path = self.out_dir / "maxrate.json"
+        return cast(MaxrateDoc, json.loads(path.read_text())) if path.is_file() else None
 
 
 # -- scenarios ---------------------------------------------------------------------------------------------
 
 
-def maxrate(ctx: Context) -> dict[str, Any]:
+def maxrate(ctx: Context) -> MaxrateResult:
     """Bare runtime, max sustained rate of the pipeline, bare, latency at 50% / 90% of max, bursts, bare.
 
     The pipeline runs in the layout ``workers`` measured fastest on CPUs: one single-threaded worker per
@@ -137,7 +159,7 @@ def maxrate(ctx: Context) -> dict[str, Any]:
     bare_runs = [ctx.bare(ctx.base)]
     bare_before = bare_runs[0]
     search = RateSearch(start=0.85 * bare_before["posts_per_s"], growth=1.15, max_steps=d.search_max_steps)
-    steps: list[dict[str, Any]] = []
+    steps: list[StepResult] = []
     with ctx.rig("maxrate", pipeline, count) as rig:
         rig.warm_up(0.7 * bare_before["posts_per_s"], 2 * d.warmup)
         searched = run_search(ctx, rig, search, "search")
@@ -147,7 +169,7 @@ def maxrate(ctx: Context) -> dict[str, Any]:
         if best is None:
             raise RuntimeError("no offered rate was sustained; see the steps above")
         bare_runs.append(ctx.bare(ctx.base))
-        best_step = next(item for item in steps if item.get("verdict", {}).get("rate") == best)
+        best_step = next(item for item in steps if "verdict" in item and item["verdict"]["rate"] == best)
         pipeline_batch = max(1, round(best_step["mean_batch_posts"] or 1))
         bare_small = ctx.bare(replace(ctx.base, max_batch_posts=pipeline_batch))
         loads = {}
@@ -164,35 +186,35 @@ def maxrate(ctx: Context) -> dict[str, Any]:
             console.log(f"bursts 50% -> 150% of max: {_latency_line(step)}")
     bare_runs.append(ctx.bare(ctx.base))
     bare_rate = round(statistics.median([run["posts_per_s"] for run in bare_runs]), 1)
-    figures = {
-        "bare_posts_per_s": bare_rate,
-        "bare_runs": bare_runs,
-        "max_sustained_posts_per_s": best,
-        "stream_to_bare": round(best / bare_rate, 3),
-        "pipeline_mean_batch_at_max": best_step["mean_batch_posts"],
-        "bare_at_pipeline_batch": bare_small,
-        "stream_to_bare_at_pipeline_batch": round(best / bare_small["posts_per_s"], 3),
-        "search": verdicts,
-        "highest_failed_rate": search.lowest_failure(),
-        "latency_at_50pct": loads["50pct"]["latency"],
-        "latency_at_90pct": loads["90pct"]["latency"],
-        "p99_limit_ms": ctx.limits.p99_limit_ms,
-    }
+    figures = MaxrateFigures(
+        bare_posts_per_s=bare_rate,
+        bare_runs=bare_runs,
+        max_sustained_posts_per_s=best,
+        stream_to_bare=round(best / bare_rate, 3),
+        pipeline_mean_batch_at_max=best_step["mean_batch_posts"],
+        bare_at_pipeline_batch=bare_small,
+        stream_to_bare_at_pipeline_batch=round(best / bare_small["posts_per_s"], 3),
+        search=verdicts,
+        highest_failed_rate=search.lowest_failure(),
+        latency_at_50pct=loads["50pct"]["latency"],
+        latency_at_90pct=loads["90pct"]["latency"],
+        p99_limit_ms=ctx.limits.p99_limit_ms,
+    )
     console.log(
         f"max sustained {best:.0f}/s vs bare {bare_rate:.0f}/s: {best / bare_rate:.0%} "
         f"(bare runs {', '.join(str(run['posts_per_s']) for run in bare_runs)})"
     )
-    return {
-        "config": describe_config(pipeline) | {"workers": count},
-        "bare_config": describe_config(ctx.base),
-        "figures": figures,
-        "steps": steps,
-    }
+    return MaxrateResult(
+        config=describe_config(pipeline, workers=count),
+        bare_config=describe_config(ctx.base),
+        figures=figures,
+        steps=steps,
+    )
 
 
-def run_search(ctx: Context, rig: Rig, search: RateSearch, prefix: str) -> list[dict[str, Any]]:
+def run_search(ctx: Context, rig: Rig, search: RateSearch, prefix: str) -> list[StepResult]:
     """Run ``search`` to its end on ``rig``; returns its steps, each with its ``verdict``."""
-    steps = []
+    steps: list[StepResult] = []
     while (rate := search.next_rate()) is not None:
         rate = round(rate, 1)
         step = rig.step(
@@ -205,7 +227,7 @@ def run_search(ctx: Context, rig: Rig, search: RateSearch, prefix: str) -> list[
     return steps
 
 
-def workers(ctx: Context) -> dict[str, Any]:
+def workers(ctx: Context) -> WorkersResult:
     """Max sustained rate and saturated throughput of 1 worker x 2 threads, 1 x 1 and 2 x 1 (two cores).
 
     The search starts at the bare runtime's rate and takes at most ``search_max_steps - 3`` steps;
@@ -215,7 +237,8 @@ def workers(ctx: Context) -> dict[str, Any]:
     layouts = [(1, 2), (2, 1)] if ctx.quick else [(1, 2), (1, 1), (2, 1)]
     bares = {threads: ctx.bare(replace(ctx.base, intra_op_threads=threads)) for threads in (2, 1)}
     offered = 2.5 * bares[2]["posts_per_s"]  # well above what two cores can do, for every layout
-    runs, steps = [], []
+    runs: list[WorkersRun] = []
+    steps: list[StepResult] = []
     for count, threads in layouts:
         config = replace(ctx.base, intra_op_threads=threads)
         with ctx.rig("workers", config, count) as rig:
@@ -233,32 +256,32 @@ def workers(ctx: Context) -> dict[str, Any]:
         steps += [item | {"workers": count, "threads": threads} for item in searched]
         steps.append(step | {"workers": count, "threads": threads})
         runs.append(
-            {
-                "workers": count,
-                "threads_per_worker": threads,
-                "max_sustained_posts_per_s": search.best(),
-                "search": [item["verdict"] for item in searched],
-                "mean_batch_posts_saturated": step["mean_batch_posts"],
-                "throughput_posts_per_s": step["received_rate_steady"],
-                "saturated": step["received_rate_steady"] < 0.95 * step["offered_rate"],
-                "posts_per_worker_cpu_s": step["posts_per_worker_cpu_s"],
-                "worker_cpu_pct": [step["medians"].get(f"cpu_w{i + 1}") for i in range(count)],
-                "worker_rss_mb": [step["medians"].get(f"rss_mb_w{i + 1}") for i in range(count)],
-            }
+            WorkersRun(
+                workers=count,
+                threads_per_worker=threads,
+                max_sustained_posts_per_s=search.best(),
+                search=[item["verdict"] for item in searched if "verdict" in item],
+                mean_batch_posts_saturated=step["mean_batch_posts"],
+                throughput_posts_per_s=step["received_rate_steady"],
+                saturated=step["received_rate_steady"] < 0.95 * step["offered_rate"],
+                posts_per_worker_cpu_s=step["posts_per_worker_cpu_s"],
+                worker_cpu_pct=[step["medians"].get(f"cpu_w{i + 1}") for i in range(count)],
+                worker_rss_mb=[step["medians"].get(f"rss_mb_w{i + 1}") for i in range(count)],
+            )
         )
         console.log(
             f"{count} worker(s) x {threads} thread(s): max sustained {search.best()} posts/s, "
             f"saturated {step['received_rate_steady']:.0f} posts/s"
         )
-    figures = {
-        "offered_posts_per_s": round(offered, 1),
-        "runs": runs,
-        "bare": {f"{t}t": b for t, b in bares.items()},
-    }
-    return {"config": describe_config(ctx.base), "figures": figures, "steps": steps}
+    figures = WorkersFigures(
+        offered_posts_per_s=round(offered, 1),
+        runs=runs,
+        bare={f"{t}t": b for t, b in bares.items()},
+    )
+    return WorkersResult(config=describe_config(ctx.base), figures=figures, steps=steps)
 
 
-def batching(ctx: Context) -> dict[str, Any]:
+def batching(ctx: Context) -> BatchingResult:
     """Batch size and max wait: saturated throughput and latency at one fixed rate for each setting."""
     d = ctx.durations
     settings = [(8, 20), (32, 20), (64, 20), (32, 5), (32, 50)]
@@ -266,7 +289,8 @@ def batching(ctx: Context) -> dict[str, Any]:
         settings = [(8, 20), (32, 20)]
     reference = ctx.bare(ctx.base)["posts_per_s"]
     fixed = round(0.4 * reference, 1)
-    runs, steps = [], []
+    runs: list[BatchingRun] = []
+    steps: list[StepResult] = []
     for batch, wait in settings:
         config = replace(ctx.base, max_batch_posts=batch, max_wait_ms=wait)
         with ctx.rig("batching", config) as rig:
@@ -277,29 +301,31 @@ def batching(ctx: Context) -> dict[str, Any]:
             )
         steps += [latency | {"batch": batch, "wait_ms": wait}, saturate | {"batch": batch, "wait_ms": wait}]
         runs.append(
-            {
-                "max_batch_posts": batch,
-                "max_wait_ms": wait,
-                "throughput_posts_per_s": saturate["received_rate_steady"],
-                "latency_at_fixed_rate": latency["latency"],
-            }
+            BatchingRun(
+                max_batch_posts=batch,
+                max_wait_ms=wait,
+                throughput_posts_per_s=saturate["received_rate_steady"],
+                latency_at_fixed_rate=latency["latency"],
+            )
         )
         console.log(
             f"batch {batch}, wait {wait} ms: {saturate['received_rate_steady']:.0f} posts/s saturated; "
             f"at {fixed:.0f}/s {_latency_line(latency)}"
         )
-    figures = {"bare_reference_posts_per_s": reference, "fixed_rate_posts_per_s": fixed, "runs": runs}
-    return {"config": describe_config(ctx.base), "figures": figures, "steps": steps}
+    figures = BatchingFigures(bare_reference_posts_per_s=reference, fixed_rate_posts_per_s=fixed, runs=runs)
+    return BatchingResult(config=describe_config(ctx.base), figures=figures, steps=steps)
 
 
-def precision(ctx: Context) -> dict[str, Any]:
+def precision(ctx: Context) -> PrecisionResult:
     """int8 against fp32 (when the shipped model has the fp32 graph): bare, saturated, fixed-rate latency."""
     from stream_ner.model import artifact, runtime
 
     d = ctx.durations
     root = Path(ctx.base.model) if ctx.base.model else runtime.DEFAULT_PATH
     available = [p for p in ("int8", "fp32") if (root / artifact.graph_name(p)).is_file()]
-    runs, steps, fixed = [], [], None
+    runs: list[PrecisionRun] = []
+    steps: list[StepResult] = []
+    fixed: float | None = None
     for name in available:
         config = replace(ctx.base, precision=name)
         bare_figures = ctx.bare(config)
@@ -314,13 +340,13 @@ def precision(ctx: Context) -> dict[str, Any]:
             )
         steps += [latency | {"precision": name}, saturate | {"precision": name}]
         runs.append(
-            {
-                "precision": name,
-                "bare_posts_per_s": bare_figures["posts_per_s"],
-                "throughput_posts_per_s": saturate["received_rate_steady"],
-                "latency_at_fixed_rate": latency["latency"],
-                "worker_rss_mb": saturate["medians"].get("rss_mb_w1"),
-            }
+            PrecisionRun(
+                precision=name,
+                bare_posts_per_s=bare_figures["posts_per_s"],
+                throughput_posts_per_s=saturate["received_rate_steady"],
+                latency_at_fixed_rate=latency["latency"],
+                worker_rss_mb=saturate["medians"].get("rss_mb_w1"),
+            )
         )
         console.log(
             f"{name}: bare {bare_figures['posts_per_s']:.0f}/s, "
@@ -328,14 +354,14 @@ def precision(ctx: Context) -> dict[str, Any]:
             f"at {fixed:.0f}/s {_latency_line(latency)}"
         )
     missing = sorted({"int8", "fp32"} - set(available))
-    figures = {"fixed_rate_posts_per_s": fixed, "runs": runs, "not_shipped": missing}
-    return {"config": describe_config(ctx.base), "figures": figures, "steps": steps}
+    figures = PrecisionFigures(fixed_rate_posts_per_s=fixed, runs=runs, not_shipped=missing)
+    return PrecisionResult(config=describe_config(ctx.base), figures=figures, steps=steps)
 
 
-def soak(ctx: Context) -> dict[str, Any]:
+def soak(ctx: Context) -> SoakResult:
     """One worker at half its max sustained rate (from ``maxrate``, else 45% of bare) for the soak time."""
     d = ctx.durations
-    earlier = ctx.previous("maxrate")
+    earlier = ctx.previous_maxrate()
     if earlier is not None:
         rate = round(0.5 * earlier["figures"]["max_sustained_posts_per_s"], 1)
         basis = "50% of the max sustained rate measured by maxrate"
@@ -345,26 +371,26 @@ def soak(ctx: Context) -> dict[str, Any]:
     with ctx.rig("soak", ctx.base) as rig:
         rig.warm_up(rate, d.warmup)
         step = rig.step("soak", schedule.constant(rate, d.soak), sample_interval_s=2.0)
-    rss = [(row["t"], row.get("rss_mb_w1")) for row in step["samples"] if row.get("rss_mb_w1") is not None]
+    rss = [(row["t"], row["rss_mb_w1"]) for row in step["samples"] if row.get("rss_mb_w1") is not None]
     early = _rss_near(rss, d.soak_early)
     late = _rss_near(rss, d.soak)
-    figures = {
-        "rate_posts_per_s": rate,
-        "rate_basis": basis,
-        "duration_s": d.soak,
-        "rss_mb_early": early,
-        "rss_mb_end": late,
-        "early_at_s": d.soak_early,
-        "rss_growth_mb": round(late - early, 1) if early is not None and late is not None else None,
-        "latency": step["latency"],
-        "sent": step["sent"],
-        "received": step["received"],
-    }
+    figures = SoakFigures(
+        rate_posts_per_s=rate,
+        rate_basis=basis,
+        duration_s=d.soak,
+        rss_mb_early=early,
+        rss_mb_end=late,
+        early_at_s=d.soak_early,
+        rss_growth_mb=round(late - early, 1) if early is not None and late is not None else None,
+        latency=step["latency"],
+        sent=step["sent"],
+        received=step["received"],
+    )
     console.log(f"soak at {rate:.0f}/s: worker RSS {early} MB at {d.soak_early:.0f} s, {late} MB at the end")
-    return {"config": describe_config(ctx.base), "figures": figures, "steps": [step]}
+    return SoakResult(config=describe_config(ctx.base), figures=figures, steps=[step])
 
 
-SCENARIOS: dict[str, Callable[[Context], dict[str, Any]]] = {
+SCENARIOS: dict[str, Callable[[Context], ScenarioResult]] = {
     "maxrate": maxrate,
     "workers": workers,
     "batching": batching,
@@ -376,12 +402,22 @@ SCENARIOS: dict[str, Callable[[Context], dict[str, Any]]] = {
 # -- internals -----------------------------------------------------------------------------------------------
 
 
-def describe_config(config: WorkerConfig) -> dict[str, Any]:
+def describe_config(config: WorkerConfig, workers: int | None = None) -> ConfigRecord:
     """The worker settings for a result file: the model named by kind, never by path."""
-    return asdict(config) | {"model": "custom artifact" if config.model else "shipped default"}
+    record = ConfigRecord(
+        max_batch_posts=config.max_batch_posts,
+        max_wait_ms=config.max_wait_ms,
+        precision=config.precision,
+        intra_op_threads=config.intra_op_threads,
+        queue_max_posts=config.queue_max_posts,
+        model="custom artifact" if config.model else "shipped default",
+    )
+    if workers is not None:
+        record["workers"] = workers
+    return record
 
 
-def _judge(step: dict[str, Any], rate: float, limits: Limits) -> dict[str, Any]:
+def _judge(step: StepResult, rate: float, limits: Limits) -> VerdictRecord:
     during = [
         row for row in step["samples"] if row["t"] <= step["duration_s"] and row.get("backlog") is not None
     ]
@@ -395,10 +431,20 @@ def _judge(step: dict[str, Any], rate: float, limits: Limits) -> dict[str, Any]:
         [row["backlog"] for row in during],
         limits,
     )
-    return asdict(verdict) | {"received_rate_steady": step["received_rate_steady"]}
+    return VerdictRecord(
+        rate=verdict.rate,
+        offered_rate=verdict.offered_rate,
+        sent=verdict.sent,
+        received=verdict.received,
+        p99_ms=verdict.p99_ms,
+        backlog_slope=verdict.backlog_slope,
+        sustained=verdict.sustained,
+        reason=verdict.reason,
+        received_rate_steady=step["received_rate_steady"],
+    )
 
 
-def _latency_line(step: dict[str, Any]) -> str:
+def _latency_line(step: StepResult) -> str:
     lat = step["latency"]
     return f"p50 {lat['p50_ms']:.0f} ms, p95 {lat['p95_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms"
 
@@ -410,7 +456,7 @@ def _rss_near(rss: list[tuple[float, float]], at_s: float, window_s: float = 5.0
     return round(statistics.median(near), 1) if near else None
 
 
-def dump(document: dict[str, Any]) -> str:
+def dump(document: Mapping[str, object]) -> str:
     """JSON with one line per innermost object or list: readable, diffable, and small."""
     text = json.dumps(document, indent=1, ensure_ascii=False)
     return _INNERMOST.sub(lambda m: re.sub(r"\s*\n\s*", " ", m.group(0)), text) + "\n"
@@ -462,23 +508,22 @@ def run(names: list[str], args: argparse.Namespace) -> list[Path]:
                 began, started_at = time.monotonic(), datetime.now(UTC)
                 console.rule(f"scenario {name}")
                 result = SCENARIOS[name](ctx)
-                document = {
-                    "scenario": name,
-                    "quick": args.quick,
-                    "command": f"python -m loadtest.scenarios {name}{' --quick' if args.quick else ''}",
-                    "started_at": started_at.isoformat(timespec="seconds"),
-                    "wall_s": round(time.monotonic() - began, 1),
-                    "machine": machine.describe(),
-                    "corpus": corpus.description,
-                    "collector": "poll",  # events timed as soon as the measuring consumer has them
-                    "limits": asdict(ctx.limits),
-                    "durations": asdict(ctx.durations),
-                    **result,
-                }
+                header = Header(
+                    scenario=name,
+                    quick=args.quick,
+                    command=f"python -m loadtest.scenarios {name}{' --quick' if args.quick else ''}",
+                    started_at=started_at.isoformat(timespec="seconds"),
+                    wall_s=round(time.monotonic() - began, 1),
+                    machine=machine.describe(),
+                    corpus=corpus.description,
+                    collector="poll",  # events timed as soon as the measuring consumer has them
+                    limits=asdict(ctx.limits),
+                    durations=asdict(ctx.durations),
+                )
                 path = out_dir / f"{name}.json"
-                path.write_text(dump(document))
+                path.write_text(dump({**header, **result}))
                 written.append(path)
-                console.log(f"{name}: done in {document['wall_s']:.0f} s")
+                console.log(f"{name}: done in {header['wall_s']:.0f} s")
         finally:
             broker.stop()
     return written

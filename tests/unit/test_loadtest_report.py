@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from loadtest import report
+from loadtest import plots, report
 
 
 def committed() -> dict:
@@ -45,10 +45,10 @@ def test_headline_figures_are_consistent():
 
 def test_plots_are_drawn_from_the_results(tmp_path: Path):
     docs = committed()
-    assert report.plot_search(docs["maxrate"], tmp_path / "search.png")
-    assert report.plot_latency_over_time(docs["maxrate"], tmp_path / "time.png")
-    assert report.plot_latency_cdf(docs, tmp_path / "cdf.png")
-    assert report.plot_workers(docs["workers"], tmp_path / "workers.png")
-    assert report.plot_soak(docs["soak"], tmp_path / "soak.png")
+    assert plots.plot_search(docs["maxrate"], tmp_path / "search.png")
+    assert plots.plot_latency_over_time(docs["maxrate"], tmp_path / "time.png")
+    assert plots.plot_latency_cdf(docs, tmp_path / "cdf.png")
+    assert plots.plot_workers(docs["workers"], tmp_path / "workers.png")
+    assert plots.plot_soak(docs["soak"], tmp_path / "soak.png")
     for png in tmp_path.iterdir():
         assert png.read_bytes().startswith(b"\x89PNG")
