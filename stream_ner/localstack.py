@@ -25,8 +25,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -145,15 +144,6 @@ def find(kind: Kind, name: str) -> LocalService | None:
         return None
     service = _read_state(kind, state_file)
     return service if service.running() else None
-
-
-@contextmanager
-def local_stack(
-    kafka_port: int | None = None, redis_port: int | None = None
-) -> Iterator[tuple[LocalService, LocalService]]:
-    """Kafka and Redis for the duration of a ``with`` block; both are stopped on exit."""
-    with start_kafka(kafka_port) as kafka, start_redis(redis_port) as redis:
-        yield kafka, redis
 
 
 def _start(kind: Kind, port: int | None, name: str | None, timeout: float) -> LocalService:

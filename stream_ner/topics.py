@@ -41,7 +41,6 @@ class TopicSpec:
     partitions: int
     replication_factor: int
     config: dict[str, str] = field(default_factory=dict)
-    value_schema: str | None = None
 
 
 @dataclass(frozen=True)
@@ -84,11 +83,7 @@ def load_specs(settings: Settings) -> list[TopicSpec]:
         config = {str(k): str(v) for k, v in raw["config"].items()}
         if "min.insync.replicas" in config:
             config["min.insync.replicas"] = str(min(int(config["min.insync.replicas"]), replication))
-        specs.append(
-            TopicSpec(
-                raw["setting"], name, int(raw["partitions"]), replication, config, raw.get("value_schema")
-            )
-        )
+        specs.append(TopicSpec(raw["setting"], name, int(raw["partitions"]), replication, config))
     if not specs:
         raise ConfigError(f"no topic specs in {directory}")
     return specs
