@@ -2,7 +2,9 @@
 
 Each command group lives in its own module under ``stream_ner.commands`` and exposes
 ``register(subparsers)``; heavy imports (onnxruntime, torch, faust) happen inside the handlers, so
-``stream-ner --help`` is instant and the worker never imports the offline stack.
+``stream-ner --help`` is instant and the worker never imports the offline stack. Errors stream-ner raises
+on purpose (``StreamNerError``) end the command with one line on stderr and exit code 2, never a
+traceback.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import importlib
 import sys
 
 from stream_ner.errors import StreamNerError
+
+DESCRIPTION = "Real-time named-entity extraction for social-media streams on Kafka."
 
 COMMAND_MODULES: tuple[str, ...] = (
     "stream_ner.commands.model",
@@ -29,7 +33,7 @@ COMMAND_MODULES: tuple[str, ...] = (
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser, one sub-command per registered module."""
-    parser = argparse.ArgumentParser(prog="stream-ner", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="stream-ner", description=DESCRIPTION)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)

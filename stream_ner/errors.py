@@ -13,6 +13,8 @@
     │   └── RedisUnavailable
     ├── DeliveryError          the producer gave up on a record: the worker stops without storing offsets
     │                          past it, so the input is processed again after restart
+    ├── MissingExtra           an optional part (the aggregator, training, export) is used without the
+    │                          extra that installs it; the message names the ``pip install`` to run
     └── LocalStackError        the local Kafka or Redis of ``stream-ner local``/``demo``/tests could not be
                                started, found or stopped (the message says why and where the logs are)
 
@@ -66,6 +68,10 @@ class RedisUnavailable(TransientError):
 
 class DeliveryError(StreamNerError):
     """The producer failed permanently to deliver a record; offsets must not move past its input."""
+
+
+class MissingExtra(StreamNerError):
+    """An optional dependency is not installed; the message names the extra that installs it."""
 
 
 class LocalStackError(StreamNerError):

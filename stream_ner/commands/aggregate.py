@@ -19,6 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from stream_ner.extras import require
+
+    require("aggregate", "`stream-ner aggregate`")
     from stream_ner.aggregate.app import run_worker
     from stream_ner.settings import load_settings
 
