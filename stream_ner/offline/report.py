@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stream_ner.evaluation import Scores, score
 from stream_ner.offline.data import CORPORA, Record, read_jsonl
+
+if TYPE_CHECKING:
+    from stream_ner.model.runtime import NerModel
 
 Predictor = Callable[[list[str]], list[list[tuple[int, int, str]]]]
 
@@ -20,13 +23,9 @@ def annotated_labels(records: Sequence[Record]) -> set[str] | None:
     return None
 
 
-def model_predictor(path: Path | None, precision: str = "auto", batch_size: int = 256) -> Predictor:
+def model_predictor(model: NerModel, batch_size: int = 256) -> Predictor:
     """Spans from the runtime ``NerModel`` (what ships), with a progress bar over the texts."""
     from rich.progress import Progress
-
-    from stream_ner.model.runtime import NerModel
-
-    model = NerModel.load(path, precision=precision)
 
     def predict(texts: list[str]) -> list[list[tuple[int, int, str]]]:
         out: list[list[tuple[int, int, str]]] = []
@@ -42,20 +41,9 @@ def model_predictor(path: Path | None, precision: str = "auto", batch_size: int 
 
 
 def evaluate_files(
-    files: Sequence[Path],
-    *,
-    model: Path | None = None,
-    precision: str = "auto",
-    baseline: str | None = None,
-    labels: Sequence[str] | None = None,
+    files: Sequence[Path], predictor: Predictor, labels: Sequence[str] | None = None
 ) -> dict[str, Scores]:
-    """Scores per file, each on ``labels`` or else on the labels its dataset annotates."""
-    if baseline == "spacy":
-        from stream_ner.offline.spacy_baseline import spacy_predictor
-
-        predictor = spacy_predictor()
-    else:
-        predictor = model_predictor(model, precision)
+    """Scores of ``predictor`` per file, each on ``labels`` or else on the labels its dataset annotates."""
     results = {}
     for path in files:
         records = read_jsonl(path)

