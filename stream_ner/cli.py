@@ -42,7 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
+    from stream_ner.logs import configure_logging
+
     args = build_parser().parse_args(argv)
+    configure_logging("WARNING")  # until a command configures its own (the worker does, from its settings)
     try:
         return int(args.handler(args) or 0)
     except StreamNerError as exc:

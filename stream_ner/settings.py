@@ -35,6 +35,11 @@ class KafkaSettings(BaseModel):
     extra: dict[str, str | int | bool] = Field(
         default_factory=dict, description="Any other librdkafka property, passed through as is."
     )
+    connect_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds one-shot commands (produce, tail, topics) wait for the brokers before failing.",
+    )
 
     def librdkafka(self) -> dict[str, Any]:
         """The librdkafka configuration common to consumers, producers and admin clients."""
@@ -231,10 +236,23 @@ def read_config_file(path: Path) -> dict[str, Any]:
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Build the settings from all sources; raises ``ConfigError`` with every problem listed."""
+    """Build the settings from all sources; raises ``ConfigError`` listing every problem on one line."""
     from pydantic import ValidationError
 
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        raise ConfigError(f"invalid settings:\n{exc}") from exc
+        raise ConfigError(f"invalid settings: {describe_errors(exc)}") from exc
+
+
+def describe_errors(exc: Any) -> str:
+    """A pydantic ``ValidationError`` as one line: each setting by its environment variable, then why."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        path = [str(part) for part in error["loc"] if not isinstance(part, int)]
+        name = "STREAM_NER_" + "__".join(path).upper() if path else "settings"
+        given = (
+            f" (got {error['input']!r})" if "input" in error and not isinstance(error["input"], dict) else ""
+        )
+        problems.append(f"{name}: {error['msg']}{given}")
+    return "; ".join(problems)

@@ -58,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
     """Publish, rate-limited, and wait for every record to be acknowledged."""
     from confluent_kafka import Producer
 
+    from stream_ner.errors import ConfigError
+    from stream_ner.kafka import client_config, ensure_reachable
     from stream_ner.settings import load_settings
 
     settings = load_settings()
@@ -67,9 +69,13 @@ def run(args: argparse.Namespace) -> int:
     elif args.input == "-":
         source = sys.stdin.read()
     else:
-        source = Path(args.input).read_text(encoding="utf-8")
+        try:
+            source = Path(args.input).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read {args.input}: {exc}") from exc
     lines = [line for line in source.splitlines() if line.strip()]
-    producer = Producer(settings.kafka.librdkafka() | {"enable.idempotence": True, "linger.ms": 5})
+    ensure_reachable(settings.kafka)
+    producer = Producer(client_config(settings.kafka) | {"enable.idempotence": True, "linger.ms": 5})
     failures: list[str] = []
 
     def delivered(error, message):  # type: ignore[no-untyped-def]

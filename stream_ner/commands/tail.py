@@ -52,12 +52,14 @@ def run(args: argparse.Namespace) -> int:
 
     from confluent_kafka import Consumer
 
+    from stream_ner.kafka import client_config, ensure_reachable
     from stream_ner.settings import load_settings
 
     settings = load_settings()
     topic = args.topic or settings.topics.entities
+    ensure_reachable(settings.kafka)
     consumer = Consumer(
-        settings.kafka.librdkafka()
+        client_config(settings.kafka)
         | {
             "group.id": f"stream-ner-tail-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,

@@ -24,10 +24,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _admin():  # type: ignore[no-untyped-def]
     from confluent_kafka.admin import AdminClient
 
+    from stream_ner.kafka import client_config, ensure_reachable
     from stream_ner.settings import load_settings
 
     settings = load_settings()
-    return settings, AdminClient(settings.kafka.librdkafka())
+    ensure_reachable(settings.kafka)
+    return settings, AdminClient(client_config(settings.kafka))
 
 
 def _apply(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ import argparse
 import logging
 import signal
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -39,29 +40,38 @@ def run(args: argparse.Namespace) -> int:
 
 
 def serve(settings, link_brands: bool = True) -> int:  # type: ignore[no-untyped-def]
-    """Run one worker with the given settings; returns the exit code."""
-    from stream_ner.model.runtime import NerModel
+    """Run one worker with the given settings; returns the exit code.
+
+    The metrics port is bound first, so a taken port ends the command before the model loads.
+    """
     from stream_ner.worker.metrics import MetricsServer, WorkerMetrics
-    from stream_ner.worker.runner import Worker
 
-    model = NerModel.from_settings(settings.model)
-    linker = None
-    if link_brands:
-        from stream_ner.brands import BrandLinker
-
-        linker = BrandLinker.from_settings(settings.brands)
     metrics = WorkerMetrics()
-    worker = Worker(settings, model, linker, metrics)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: worker.stop())
+    started: list[Any] = []  # the Worker, once it exists; /health answers 503 until then
     server = None
     if settings.worker.metrics_port:
         server = MetricsServer(
-            metrics, settings.worker.metrics_host, settings.worker.metrics_port, worker.healthy
+            metrics,
+            settings.worker.metrics_host,
+            settings.worker.metrics_port,
+            lambda: bool(started) and started[0].healthy(),
         )
         server.start()
         log.info("metrics on http://%s:%d/metrics", settings.worker.metrics_host, server.port)
     try:
+        from stream_ner.model.runtime import NerModel
+        from stream_ner.worker.runner import Worker
+
+        model = NerModel.from_settings(settings.model)
+        linker = None
+        if link_brands:
+            from stream_ner.brands import BrandLinker
+
+            linker = BrandLinker.from_settings(settings.brands)
+        worker = Worker(settings, model, linker, metrics)
+        started.append(worker)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: worker.stop())
         return worker.run()
     finally:
         if server is not None:

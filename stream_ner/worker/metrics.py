@@ -14,6 +14,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from stream_ner.errors import ConfigError
+
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -104,7 +106,13 @@ class MetricsServer:
 
     def __init__(self, metrics: WorkerMetrics, host: str, port: int, healthy: Any, stale_after: float = 30.0):
         handler = _handler(metrics, healthy, stale_after)
-        self._server = ThreadingHTTPServer((host, port), handler)
+        try:
+            self._server = ThreadingHTTPServer((host, port), handler)
+        except OSError as exc:  # taken port, unknown address: a setting to change, not a crash
+            raise ConfigError(
+                f"cannot serve metrics on {host}:{port} ({exc.strerror or exc}): choose another port with "
+                "--metrics-port or STREAM_NER_WORKER__METRICS_PORT (0 turns the endpoint off)"
+            ) from exc
         self._thread = threading.Thread(target=self._server.serve_forever, name="metrics-http", daemon=True)
 
     @property

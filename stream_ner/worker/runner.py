@@ -37,6 +37,7 @@ from typing import Any, cast
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from stream_ner.errors import DeliveryError, InvalidPost
+from stream_ner.kafka import BrokerWatch, librdkafka_logger
 from stream_ner.messages import Origin, parse_post, reject
 from stream_ner.settings import Settings
 from stream_ner.worker.annotate import Incoming, Linker, Model
@@ -112,8 +113,11 @@ class Worker:
         self._batches_out = self._batches_back = 0
         self._paused = False
         self._assignment: set[tuple[str, int]] = set()
-        self._consumer = Consumer(consumer_config(settings) | {"stats_cb": metrics.observe_stats})
-        self._producer = Producer(producer_config(settings))
+        # librdkafka logs through Python logging; an unreachable cluster is reported once, then retried.
+        self._brokers = BrokerWatch(settings.kafka.bootstrap_servers, log)
+        hooks = {"logger": librdkafka_logger(), "error_cb": self._brokers.on_error}
+        self._consumer = Consumer(consumer_config(settings) | hooks | {"stats_cb": metrics.observe_stats})
+        self._producer = Producer(producer_config(settings) | hooks)
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -168,8 +172,9 @@ class Worker:
         for message in messages:
             if (error := message.error()) is not None:
                 if error.code() != KafkaError._PARTITION_EOF:
-                    log.warning("consumer error: %s", error)
+                    self._brokers.on_error(error)
                 continue
+            self._brokers.reachable()
             self._accept(message, now)
 
     def _wait(self) -> float:
@@ -295,6 +300,7 @@ class Worker:
     # -- rebalances ----------------------------------------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._brokers.reachable()
         added = {(p.topic, p.partition) for p in partitions}
         self._assignment |= added
         if self._paused and partitions:

@@ -20,7 +20,15 @@ def test_environment_nested_and_config_file(tmp_path, monkeypatch):
     assert settings.kafka.librdkafka()["sasl.password"] == "s3cret"
 
 
-def test_invalid_values_are_a_config_error(monkeypatch):
+def test_invalid_values_are_one_line_naming_the_variable(monkeypatch):
     monkeypatch.setenv("STREAM_NER_WORKER__MAX_BATCH_POSTS", "0")
-    with pytest.raises(ConfigError, match="max_batch_posts"):
+    monkeypatch.setenv("STREAM_NER_LOG_FORMAT", "xml")
+    with pytest.raises(ConfigError) as raised:
         load_settings()
+    message = str(raised.value)
+    assert "\n" not in message
+    assert message.startswith("invalid settings: ")
+    assert (
+        "STREAM_NER_WORKER__MAX_BATCH_POSTS: Input should be greater than or equal to 1 (got '0')" in message
+    )
+    assert "STREAM_NER_LOG_FORMAT: Input should be 'json' or 'text' (got 'xml')" in message

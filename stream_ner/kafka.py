@@ -1,0 +1,127 @@
+"""Where confluent-kafka meets the rest of stream-ner: client logging and unreachable brokers.
+
+- librdkafka's own log lines (``%3|...|FAIL|...``, printed to stderr by default, once per retry, forever)
+  go through Python logging instead: every client built here gets ``logger`` =
+  ``librdkafka_logger()``, whose ``Deduplicate`` filter lets the first of a kind through and then one
+  summary per five minutes while it repeats.
+- ``BrokerWatch`` turns librdkafka's error callback into one clear line when the cluster cannot be
+  reached (with the address and what to do), and one when it is reached again; librdkafka keeps
+  retrying on its own, so a long-running client (the worker) just waits quietly.
+- ``ensure_reachable`` is for one-shot commands (``produce``, ``tail``, ``topics``): it waits a bounded
+  time for the cluster's metadata and raises ``KafkaUnavailable`` with the same advice.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+from stream_ner.errors import KafkaUnavailable
+from stream_ner.settings import KafkaSettings
+
+HINT = (
+    "start a local broker with `stream-ner local up`, or point STREAM_NER_KAFKA__BOOTSTRAP_SERVERS at yours"
+)
+
+LOGGER_NAME = "stream_ner.librdkafka"
+
+_UNREACHABLE_CODES = frozenset({-195, -187, -193})  # _TRANSPORT, _ALL_BROKERS_DOWN, _RESOLVE
+_NUMBERS = re.compile(r"\d+")
+
+
+class Deduplicate(logging.Filter):
+    """Lets the first record of each kind through, then one per ``window_s`` that counts the repeats.
+
+    Records are of the same kind when their logger, level and message agree once digits are ignored
+    (librdkafka varies client numbers, timings and "N identical errors suppressed" counts).
+    """
+
+    def __init__(self, window_s: float = 300.0, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.window_s, self._clock = window_s, clock
+        self._seen: dict[tuple[str, int, str], list[float]] = {}  # kind -> [first shown, repeats since]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Whether to emit ``record`` (rewritten to count the repeats it stands for)."""
+        kind = (record.name, record.levelno, _NUMBERS.sub("#", record.getMessage()))
+        now = self._clock()
+        seen = self._seen.get(kind)
+        if seen is not None and now - seen[0] < self.window_s:
+            seen[1] += 1
+            return False
+        if len(self._seen) > 1000:  # bounded memory whatever librdkafka says
+            self._seen.clear()
+        self._seen[kind] = [now, 0]
+        if seen is not None and seen[1]:
+            record.msg = f"{record.getMessage()} (and {int(seen[1])} more like it in {self.window_s:.0f} s)"
+            record.args = ()
+        return True
+
+
+def librdkafka_logger() -> logging.Logger:
+    """The logger librdkafka's lines go to (``LOGGER_NAME``), deduplicated."""
+    logger = logging.getLogger(LOGGER_NAME)
+    if not any(isinstance(f, Deduplicate) for f in logger.filters):
+        logger.addFilter(Deduplicate())
+    return logger
+
+
+def client_config(kafka: KafkaSettings) -> dict[str, Any]:
+    """``kafka.librdkafka()`` plus the Python logger for librdkafka's own lines."""
+    return kafka.librdkafka() | {"logger": librdkafka_logger()}
+
+
+class BrokerWatch:
+    """Reports once that the brokers cannot be reached, and once that they can again.
+
+    Pass ``on_error`` as a client's ``error_cb``, and call ``reachable`` whenever the client has shown the
+    cluster answers (an assignment, a record). Errors other than unreachable brokers are logged as
+    warnings, deduplicated like librdkafka's own lines.
+    """
+
+    def __init__(self, bootstrap: str, log: logging.Logger) -> None:
+        self.bootstrap, self._log = bootstrap, log
+        self.down = False
+
+    def on_error(self, error: Any) -> None:
+        """librdkafka's ``error_cb``: a ``KafkaError``."""
+        if error.code() in _UNREACHABLE_CODES:
+            if not self.down:
+                self.down = True
+                self._log.error(
+                    "cannot reach the Kafka brokers at %s (%s); retrying in the background; %s",
+                    self.bootstrap,
+                    error.str(),
+                    HINT,
+                )
+            return
+        librdkafka_logger().warning("kafka error: %s", error.str())
+
+    def reachable(self) -> None:
+        """The cluster answered: say so once after an outage was reported."""
+        if self.down:
+            self.down = False
+            self._log.info("reached the Kafka brokers at %s", self.bootstrap)
+
+
+def ensure_reachable(kafka: KafkaSettings, timeout_s: float | None = None) -> None:
+    """Wait up to ``timeout_s`` (default: ``kafka.connect_timeout_s``) for the cluster's metadata.
+
+    Raises ``KafkaUnavailable`` naming the address and the remedy when no broker answers in time.
+    """
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    timeout = kafka.connect_timeout_s if timeout_s is None else timeout_s
+    admin = AdminClient(client_config(kafka))
+    try:
+        admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        reason = exc.args[0].str() if exc.args else str(exc)
+        raise KafkaUnavailable(
+            f"cannot reach the Kafka brokers at {kafka.bootstrap_servers} within {timeout:g} s ({reason}); "
+            f"{HINT}"
+        ) from exc
