@@ -19,6 +19,10 @@ at load, never a silent zero.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
 MANIFEST = "manifest.json"
 NER_CONFIG = "ner_config.json"
 TOKENIZER = "tokenizer.json"
@@ -30,3 +34,17 @@ def graph_name(precision: str) -> str:
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; expected one of {PRECISIONS}")
     return f"model.{precision}.onnx"
+
+
+def sha256(path: Path) -> str:
+    """Hex sha256 of a file, as ``manifest.json`` lists it."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def tag_scheme(id2label: Sequence[str]) -> str:
+    """The ``scheme`` of a label map: BIOES when any label has an E-/S- (or BILOU L-/U-) prefix, else BIO."""
+    return "BIOES" if any(label.startswith(("E-", "S-", "L-", "U-")) for label in id2label) else "BIO"

@@ -7,7 +7,6 @@ thread at a time (the worker's inference thread); the session is created once at
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import defaultdict
 from dataclasses import dataclass
@@ -277,11 +276,5 @@ def _verify(root: Path, manifest: dict[str, Any], names: list[str]) -> None:
     listed = manifest.get("files") or {}
     for name in names:
         expected = listed.get(name)
-        if expected is None:
-            continue
-        digest = hashlib.sha256()
-        with open(root / name, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        if digest.hexdigest() != expected:
+        if expected is not None and artifact.sha256(root / name) != expected:
             raise ModelError(f"{root / name} does not match the sha256 in {artifact.MANIFEST}")

@@ -5,18 +5,21 @@
 1. load the checkpoint (``stream_ner.offline.modeling.load_classifier``) and its fast tokenizer;
 2. trace it to ONNX (opset ``OPSET``, dynamic axes ``batch_size`` and ``sequence_length``, output
    ``logits``) and optimise the graph with onnxruntime's transformer fusions -> ``model.fp32.onnx``;
-3. ``int8``: dynamic quantization of the fp32 graph, per-channel signed weights (MatMul, Attention and the
-   embedding Gather) -> ``model.int8.onnx``; ``fp16``: float16 weights and compute with float32 inputs and
-   outputs -> ``model.fp16.onnx``;
+3. ``int8``: static quantization of the fp32 graph with activation ranges calibrated on real texts
+   (``stream_ner.offline.quantize``: a post's logits do not depend on its batch mates) ->
+   ``model.int8.onnx``; ``fp16``: float16 weights and compute with float32 inputs and outputs ->
+   ``model.fp16.onnx``;
 4. parity on probe texts, through the runtime's own tokenization: max abs logit difference of fp32
    against PyTorch (must be under ``tolerance``, else ``ModelError``), label agreement of int8 and fp16
    against fp32 over real tokens (reported);
 5. ``tokenizer.json``, ``ner_config.json`` and ``manifest.json`` (sha256 of every file, versions, parity).
+
+``src`` may also be a model artifact with an fp32 graph (no checkpoint needed): its fp32 graph, tokenizer
+and label map are kept as they are and steps 3-5 make the other precisions again from that graph.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import tempfile
@@ -24,13 +27,16 @@ import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from stream_ner.errors import ModelError
 from stream_ner.model import artifact
 from stream_ner.model.windows import WindowTokenizer, plan_windows
+
+if TYPE_CHECKING:
+    from stream_ner.offline.quantize import Calibration
 
 OPSET = 17
 DEFAULT_TOLERANCE = 1e-3
@@ -63,15 +69,6 @@ class ExportReport:
     sizes_mb: dict[str, float] = field(default_factory=dict)
 
 
-def sha256(path: Path) -> str:
-    """Hex sha256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def export(
     src: str | Path,
     out: str | Path,
@@ -86,21 +83,29 @@ def export(
     extra_manifest: dict[str, Any] | None = None,
     keep_fp32: bool = True,
     progress: Any = None,
+    calibration: Calibration | None = None,
 ) -> ExportReport:
     """Write the artifact for checkpoint ``src`` into directory ``out`` (steps 1-5 of the module).
 
     ``keep_fp32`` false drops ``model.fp32.onnx`` after the other precisions are made from it.
+    ``calibration``: texts for the int8 activation ranges (default: ``quantize.default_calibration()``).
     ``progress`` is an optional ``rich.progress.Progress``. Raises ``ModelError`` on a parity failure.
+    When ``src`` is a model artifact, see ``export_from_artifact`` (the other arguments are not used).
     """
+    for p in precisions:
+        artifact.graph_name(p)
+    if is_artifact(src):
+        return export_from_artifact(
+            src, out, precisions=precisions, calibration=calibration, progress=progress
+        )
+
     import torch
 
     from stream_ner.offline.modeling import id2label_of, load_classifier
 
-    for p in precisions:
-        artifact.graph_name(p)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    steps = 4 + len(precisions)
+    steps = 5
     task = progress.add_task("export", total=steps) if progress else None
 
     def step(what: str) -> None:
@@ -142,12 +147,8 @@ def export(
         step("fp32 graph traced and optimised")
 
         # 3. other precisions
-        for precision in precisions:
-            if precision == "int8":
-                _quantize_int8(fp32, out / artifact.graph_name("int8"), work)
-            elif precision == "fp16":
-                _to_fp16(fp32, out / artifact.graph_name("fp16"))
-            step(f"{precision} graph written")
+        derived = _derive(fp32, out, precisions, tokenizer, calibration, max_length, stride, work, progress)
+        step("other precisions written")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -164,11 +165,7 @@ def export(
     parity["fp32_max_abs_diff_vs_torch"] = diff
     labels32 = logits32.argmax(-1)[valid]
     parity["fp32_label_agreement_vs_torch"] = float((labels32 == reference.argmax(-1)[valid]).mean())
-    for p in precisions:
-        other = got.get(p)
-        if p != "fp32" and other is not None:
-            parity[f"{p}_label_agreement_vs_fp32"] = float((other.argmax(-1)[valid] == labels32).mean())
-            parity[f"{p}_max_abs_diff_vs_fp32"] = float(np.abs(other - logits32)[valid].max())
+    parity.update(_agreement(got, valid))
     if diff > tolerance:
         raise ModelError(f"fp32 ONNX logits differ from PyTorch by {diff:.2e} > tolerance {tolerance:.1e}")
     step("parity checked")
@@ -179,7 +176,7 @@ def export(
     written = [p for p in artifact.PRECISIONS if (out / artifact.graph_name(p)).is_file()]
     ner_config: dict[str, Any] = {
         "id2label": id2label,
-        "scheme": "BIOES" if any(label.startswith(("E-", "S-", "L-", "U-")) for label in id2label) else "BIO",
+        "scheme": artifact.tag_scheme(id2label),
         "max_length": max_length,
         "stride": stride,
         "aggregation": aggregation,
@@ -197,8 +194,9 @@ def export(
         "inputs": classifier.input_names,
         "precisions": {p: _precision_note(p) for p in written},
         "parity": parity,
+        **({"quantization": derived} if derived else {}),
         **(extra_manifest or {}),
-        "files": {f: sha256(out / f) for f in files},
+        "files": {f: artifact.sha256(out / f) for f in files},
     }
     (out / artifact.MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     step("metadata written")
@@ -212,14 +210,120 @@ def refresh_manifest(out: Path, updates: dict[str, Any]) -> None:
     manifest = json.loads(path.read_text(encoding="utf-8"))
     manifest.update(updates)
     present = [f for f in manifest.get("files", {}) if (out / f).is_file()]
-    manifest["files"] = {f: sha256(out / f) for f in present}
+    manifest["files"] = {f: artifact.sha256(out / f) for f in present}
     path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+
+def is_artifact(src: str | Path) -> bool:
+    """Whether ``src`` is a model artifact directory with an fp32 graph (rather than a checkpoint)."""
+    root = Path(src)
+    return (root / artifact.MANIFEST).is_file() and (root / artifact.graph_name("fp32")).is_file()
+
+
+def export_from_artifact(
+    src: str | Path,
+    out: str | Path,
+    *,
+    precisions: tuple[str, ...] = ("fp32", "int8"),
+    calibration: Calibration | None = None,
+    progress: Any = None,
+) -> ExportReport:
+    """Make the other precisions of artifact ``src`` again from its fp32 graph, into ``out`` (may be ``src``).
+
+    Steps 3-5 of the module without a checkpoint. The fp32 graph, tokenizer and label map are kept as they
+    are, and so are the manifest's figures about them (fp32 parity against PyTorch, training, fp32 dev
+    metrics); the figures of a graph made again are replaced (parity) or dropped (dev metrics).
+    """
+    import onnx
+
+    src, out = Path(src), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if out.resolve() != src.resolve():
+        for name in (artifact.MANIFEST, artifact.NER_CONFIG, artifact.TOKENIZER, artifact.graph_name("fp32")):
+            shutil.copyfile(src / name, out / name)
+    manifest = json.loads((out / artifact.MANIFEST).read_text(encoding="utf-8"))
+    config = json.loads((out / artifact.NER_CONFIG).read_text(encoding="utf-8"))
+    fp32 = out / artifact.graph_name("fp32")
+    names = [i.name for i in onnx.load(fp32, load_external_data=False).graph.input]
+    tokenizer = WindowTokenizer.from_file(out / artifact.TOKENIZER, with_shapes="shape_ids" in names)
+    max_length, stride = int(config.get("max_length", 128)), int(config.get("stride", 32))
+    remade = tuple(p for p in precisions if p != "fp32")
+
+    # 3. other precisions
+    with tempfile.TemporaryDirectory(prefix="stream-ner-export-") as work:
+        derived = _derive(fp32, out, remade, tokenizer, calibration, max_length, stride, Path(work), progress)
+
+    # 4. parity against the fp32 graph
+    feeds = _probe_feeds(tokenizer, names, max_length)
+    got = {p: _run(out / artifact.graph_name(p), feeds) for p in ("fp32", *remade)}
+    parity = {**manifest.get("parity", {}), **_agreement(got, feeds["attention_mask"].astype(bool))}
+
+    # 5. metadata
+    written = [p for p in artifact.PRECISIONS if (out / artifact.graph_name(p)).is_file()]
+    notes = manifest.get("precisions", {})
+    manifest["versions"] = {**manifest.get("versions", {}), **_versions(("onnx", "onnxruntime"))}
+    manifest["precisions"] = {p: _precision_note(p) if p in remade else notes.get(p, "") for p in written}
+    manifest["parity"] = parity
+    manifest["quantization"] = {**manifest.get("quantization", {}), **derived}
+    if "dev_metrics" in manifest:
+        manifest["dev_metrics"] = {k: v for k, v in manifest["dev_metrics"].items() if k not in remade}
+    files = [artifact.NER_CONFIG, artifact.TOKENIZER, *(artifact.graph_name(p) for p in written)]
+    manifest.pop("files", None)
+    manifest["files"] = {f: artifact.sha256(out / f) for f in files}
+    (out / artifact.MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    sizes = {p: round((out / artifact.graph_name(p)).stat().st_size / 1e6, 1) for p in written}
+    return ExportReport(out, written, names, parity, sizes)
+
+
+def _derive(
+    fp32: Path,
+    out: Path,
+    precisions: tuple[str, ...],
+    tokenizer: WindowTokenizer,
+    calibration: Calibration | None,
+    max_length: int,
+    stride: int,
+    work: Path,
+    progress: Any,
+) -> dict[str, Any]:
+    """Step 3: the int8 and fp16 graphs of ``fp32`` asked for; returns how int8 was made (``{}`` without)."""
+    from stream_ner.offline.quantize import default_calibration, quantize_int8
+
+    derived: dict[str, Any] = {}
+    if "int8" in precisions:
+        derived["int8"] = quantize_int8(
+            fp32,
+            out / artifact.graph_name("int8"),
+            tokenizer,
+            calibration or default_calibration(),
+            max_length=max_length,
+            stride=stride,
+            work=work,
+            progress=progress,
+        )
+    if "fp16" in precisions:
+        _to_fp16(fp32, out / artifact.graph_name("fp16"))
+    return derived
+
+
+def _agreement(got: dict[str, np.ndarray | None], valid: np.ndarray) -> dict[str, float]:
+    """Token label agreement and max abs logit difference of each other graph against fp32, on real tokens."""
+    logits32 = got["fp32"]
+    if logits32 is None:
+        raise ModelError("the fp32 graph does not run on this machine's CPU")
+    labels32 = logits32.argmax(-1)[valid]
+    out = {}
+    for p, other in got.items():
+        if p != "fp32" and other is not None:
+            out[f"{p}_label_agreement_vs_fp32"] = float((other.argmax(-1)[valid] == labels32).mean())
+            out[f"{p}_max_abs_diff_vs_fp32"] = float(np.abs(other - logits32)[valid].max())
+    return out
 
 
 def _precision_note(precision: str) -> str:
     return {
         "fp32": "float32, onnxruntime transformer fusions",
-        "int8": "dynamic quantization, per-channel 7-bit int8 weights (MatMul, Attention, embeddings), CPU",
+        "int8": "static quantization, calibrated uint8 activations, per-channel 7-bit int8 weights, CPU",
         "fp16": "float16 weights and compute, float32 inputs/outputs, for CUDA",
     }[precision]
 
@@ -279,29 +383,6 @@ def _optimize(raw: Path, dest: Path, config: Any) -> None:
     model.save_model_to_file(str(dest))
 
 
-def _quantize_int8(fp32: Path, dest: Path, work: Path) -> None:
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    pre = work / "pre.onnx"
-    try:
-        quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
-    except Exception:  # pre-processing is an optimisation; quantize the graph as it is when it fails
-        shutil.copyfile(fp32, pre)
-    quantize_dynamic(
-        str(pre),
-        str(dest),
-        per_channel=True,
-        # 7-bit weights: without VNNI, x86 int8 kernels add u8*s8 pairs in saturating int16, which with
-        # full-range weights flipped 39% of token labels of a test model on an AVX2-only CPU
-        reduce_range=True,
-        weight_type=QuantType.QInt8,
-        op_types_to_quantize=["MatMul", "Gather", "Attention", "EmbedLayerNormalization"],
-        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-    )
-
-
 def _to_fp16(fp32: Path, dest: Path) -> None:
     import onnx
     from onnxruntime.transformers.onnx_model import OnnxModel
@@ -328,17 +409,9 @@ def _run(graph: Path, feeds: dict[str, np.ndarray]) -> np.ndarray | None:
         raise
 
 
-def _versions() -> dict[str, str]:
-    import onnx
-    import onnxruntime
-    import tokenizers
-    import torch
-    import transformers
+def _versions(
+    names: tuple[str, ...] = ("torch", "transformers", "onnx", "onnxruntime", "tokenizers"),
+) -> dict[str, str]:
+    import importlib
 
-    return {
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "onnx": onnx.__version__,
-        "onnxruntime": onnxruntime.__version__,
-        "tokenizers": tokenizers.__version__,
-    }
+    return {name: str(importlib.import_module(name).__version__) for name in names}

@@ -3,7 +3,8 @@
 Small random BERT token classifiers (2 layers, hidden 64) on the real all-MiniLM-L6-v2 tokenizer: one
 plain Hugging Face checkpoint and one with the shape embedding. Each is exported to fp32, int8 and fp16;
 fp32 logits must match PyTorch within the export tolerance on texts the probes never saw, int8 must agree
-with fp32 on most token labels, and the artifact must load and run in the runtime ``NerModel``.
+with fp32 on most token labels with activation scales fixed at export, and the artifact must load and run
+in the runtime ``NerModel``. An artifact given as the source is quantized again from its fp32 graph.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
@@ -21,7 +23,7 @@ from stream_ner.model import artifact
 from stream_ner.model.runtime import NerModel
 from stream_ner.model.windows import WindowTokenizer, plan_windows
 from stream_ner.offline.data import ID2LABEL
-from stream_ner.offline.export import DEFAULT_TOLERANCE, export, sha256
+from stream_ner.offline.export import DEFAULT_TOLERANCE, export
 from stream_ner.offline.modeling import ShapeTokenClassifier, load_classifier
 from tests.unit.test_windows import tokenizer_path
 
@@ -136,7 +138,7 @@ def test_manifest_lists_files_with_sha256_and_parity(exported: tuple[Path, Path]
         "tokenizer.json",
         "ner_config.json",
     ):
-        assert manifest["files"][name] == sha256(out / name)
+        assert manifest["files"][name] == artifact.sha256(out / name)
     assert manifest["opset"] >= 17
     assert manifest["parity"]["fp32_max_abs_diff_vs_torch"] < DEFAULT_TOLERANCE
     assert 0.9 <= manifest["parity"]["int8_label_agreement_vs_fp32"] <= 1.0
@@ -152,3 +154,27 @@ def test_runtime_loads_the_export_and_offsets_point_into_the_text(exported: tupl
         for text, entities in zip(TEXTS, results, strict=True):
             for e in entities:
                 assert text[e.start : e.end] == e.text and e.text.strip() == e.text
+
+
+def test_int8_scales_are_constants_of_the_graph(exported: tuple[Path, Path]) -> None:
+    _, out = exported
+    ops = {n.op_type for n in onnx.load(out / "model.int8.onnx").graph.node}
+    assert "DynamicQuantizeLinear" not in ops
+    assert {"QAttention", "QuantizeLinear", "DequantizeLinear"} <= ops
+
+
+def test_an_artifact_is_quantized_again_from_its_fp32_graph(
+    exported: tuple[Path, Path], tmp_path: Path
+) -> None:
+    _, out = exported
+    again = tmp_path / "again"
+    report = export(out, again, precisions=("fp32", "int8"))
+    before = json.loads((out / artifact.MANIFEST).read_text())
+    after = json.loads((again / artifact.MANIFEST).read_text())
+    assert report.precisions == ["fp32", "int8"]
+    assert after["files"]["model.fp32.onnx"] == before["files"]["model.fp32.onnx"]
+    assert after["files"]["model.int8.onnx"] == artifact.sha256(again / "model.int8.onnx")
+    assert after["parity"]["fp32_max_abs_diff_vs_torch"] == before["parity"]["fp32_max_abs_diff_vs_torch"]
+    assert after["parity"]["int8_label_agreement_vs_fp32"] >= 0.9
+    assert after["quantization"]["int8"]["calibration"]
+    assert len(NerModel.load(again, precision="int8").predict(TEXTS[:2])) == 2

@@ -7,7 +7,6 @@ default model shipped in the package (invariants that must hold for any trained 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -106,14 +105,14 @@ def build_lookup_artifact(
         onnx.save(model, root / artifact.graph_name(precision))
     config = {
         "id2label": scheme_labels,
-        "scheme": "BIOES" if any(label.startswith("S-") for label in scheme_labels) else "BIO",
+        "scheme": artifact.tag_scheme(scheme_labels),
         "max_length": max_length,
         "stride": stride,
         "aggregation": "first",
         "inputs": constants or {},
     }
     (root / artifact.NER_CONFIG).write_text(json.dumps(config))
-    files = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.iterdir())}
+    files = {p.name: artifact.sha256(p) for p in sorted(root.iterdir())}
     (root / artifact.MANIFEST).write_text(json.dumps({"name": "lookup", "version": "1.2.3", "files": files}))
     return root
 
