@@ -1,9 +1,13 @@
 """``stream-ner demo``: the whole pipeline on this machine, in one command.
 
 Starts a local Kafka broker and Redis (``stream_ner.localstack``), creates the topics, starts two
-inference workers and the aggregator as child processes, streams the shipped sample posts into
-``raw-posts`` and prints entity events as they arrive, with the brand leaderboard from Redis now and
-then. Ctrl-C (or ``--duration``) stops every process it started, in reverse order.
+inference workers and the aggregator as child processes (each with its own free metrics port), streams
+the shipped sample posts into ``raw-posts`` and prints entity events as they arrive, with the brand
+leaderboard from Redis now and then.
+
+The demo watches its children: when one exits, it says which, prints the end of its log and stops
+everything with exit code 1. Ctrl-C (or the end of ``--duration``) stops every process it started, in
+reverse order; the exit code is 0 when every child ran throughout and at least one event arrived.
 """
 
 from __future__ import annotations
@@ -15,7 +19,11 @@ import sys
 import tempfile
 import time
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+_LOG_TAIL_LINES = 20
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,14 +39,48 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
+@dataclass(frozen=True)
+class Child:
+    """A process the demo started: its name, the process, and the file its output goes to."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def tail(self, lines: int = _LOG_TAIL_LINES) -> str:
+        """The last ``lines`` lines of its log."""
+        try:
+            text = self.log.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+class ChildExited(Exception):
+    """A child of the demo is no longer running."""
+
+    def __init__(self, child: Child) -> None:
+        super().__init__(f"{child.name} exited with code {child.proc.returncode}")
+        self.child = child
+
+
 def run(args: argparse.Namespace) -> int:
-    """Bring the stack up, stream, tear it all down."""
+    """Bring the stack up, stream, tear it all down; 1 when a child died or no event arrived."""
     from rich.console import Console
+    from rich.markup import escape
 
     from stream_ner import localstack
+    from stream_ner.errors import MissingExtra
+    from stream_ner.extras import hint, missing
 
+    if not args.no_aggregate and (absent := missing("aggregate")):
+        raise MissingExtra(
+            f"the demo's aggregator needs the 'aggregate' extra ({', '.join(absent)} not installed): "
+            f"{hint('aggregate')}, or run `stream-ner demo --no-aggregate`"
+        )
     console = Console()
     run_dir = Path(tempfile.mkdtemp(prefix="stream-ner-demo-"))
+    children: list[Child] = []
     with ExitStack() as stack:
         console.print("[bold]starting Kafka[/] (first run fetches the broker's jars from Maven Central)")
         kafka = stack.enter_context(localstack.start_kafka())
@@ -52,47 +94,52 @@ def run(args: argparse.Namespace) -> int:
             "STREAM_NER_MODEL__INTRA_OP_THREADS": str(max(1, (os.cpu_count() or 2) // max(1, args.workers))),
         }
         os.environ.update(env)  # this process reads the same settings (topics, tail, leaderboard)
-        _child(
-            stack, [sys.executable, "-m", "stream_ner", "topics", "apply"], env, run_dir / "topics.log"
-        ).wait()
+        topics = _child(stack, "topics", ["topics", "apply"], env, run_dir)
+        if topics.proc.wait() != 0:
+            return _died(console, ChildExited(topics))
         console.print(f"[bold]topics applied[/]; logs of every process in {run_dir}")
+        ports = []
         for i in range(args.workers):
-            cmd = [sys.executable, "-m", "stream_ner", "worker", "--name", f"worker-{i + 1}"]
-            _child(
-                stack,
-                cmd,
-                env | {"STREAM_NER_WORKER__METRICS_PORT": str(9401 + i)},
-                run_dir / f"worker-{i + 1}.log",
-            )
-        console.print(
-            f"[bold]{args.workers} workers[/] started (metrics on ports 9401..{9400 + args.workers})"
-        )
+            port = localstack.free_port()
+            ports.append(str(port))
+            name = f"worker-{i + 1}"
+            worker_env = env | {"STREAM_NER_WORKER__METRICS_PORT": str(port)}
+            children.append(_child(stack, name, ["worker", "--name", name], worker_env, run_dir))
+        console.print(f"[bold]{args.workers} workers[/] starting (metrics on ports {', '.join(ports)})")
         if not args.no_aggregate:
-            _child(stack, [sys.executable, "-m", "stream_ner", "aggregate"], env, run_dir / "aggregate.log")
-            console.print("[bold]aggregator[/] started")
-        produce = [
-            sys.executable,
-            "-m",
-            "stream_ner",
-            "produce",
-            "samples",
-            "--loop",
-            "--stamp",
-            "--rate",
-            str(args.rate),
-        ]
-        _child(stack, produce, env, run_dir / "produce.log")
+            port = localstack.free_port()
+            aggregate_env = env | {"STREAM_NER_AGGREGATE__METRICS_PORT": str(port)}
+            children.append(_child(stack, "aggregator", ["aggregate"], aggregate_env, run_dir))
+            console.print(f"[bold]aggregator[/] starting (metrics on port {port})")
+        produce = ["produce", "samples", "--loop", "--stamp", "--rate", str(args.rate)]
+        children.append(_child(stack, "producer", produce, env, run_dir))
         console.print(f"[bold]streaming sample posts[/] at {args.rate:g}/s; Ctrl-C stops everything\n")
-        _follow(console, args, show_leaderboard=not args.no_aggregate)
-        console.print("\n[bold]stopping[/] workers, aggregator, producer, Redis and Kafka")
+        try:
+            events, seconds = _follow(console, args, children, show_leaderboard=not args.no_aggregate)
+        except ChildExited as exited:
+            return _died(console, exited)
+        names = ", ".join(child.name for child in children)
+        console.print(
+            f"\n[bold]{events} entity events[/] in {seconds:.0f} s; ran throughout: {escape(names)}"
+        )
+        console.print("[bold]stopping[/] workers, aggregator, producer, Redis and Kafka")
+        if not events:
+            console.print(f"[bold red]no entity event arrived[/]; the logs are in {run_dir}")
+            return 1
     return 0
 
 
-def _child(stack: ExitStack, cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    """Start a child process whose output goes to ``log``; it is stopped (SIGTERM, then kill) on exit."""
-    proc = subprocess.Popen(
-        cmd, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-    )
+def _child(stack: ExitStack, name: str, args: list[str], env: dict[str, str], run_dir: Path) -> Child:
+    """Start ``stream-ner ARGS`` with output to ``RUN_DIR/NAME.log``; stopped (SIGTERM, then kill) on exit."""
+    log = run_dir / f"{name}.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "stream_ner", *args],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
 
     def stop() -> None:
         if proc.poll() is None:
@@ -104,42 +151,68 @@ def _child(stack: ExitStack, cmd: list[str], env: dict[str, str], log: Path) -> 
                 proc.wait()
 
     stack.callback(stop)
-    return proc
+    return Child(name, proc, log)
 
 
-def _follow(console, args: argparse.Namespace, show_leaderboard: bool) -> None:  # type: ignore[no-untyped-def]
-    """Print entity events until Ctrl-C or the duration ends; a leaderboard now and then."""
+def _died(console: Any, exited: ChildExited) -> int:
+    """Say which child exited and show the end of its log; the demo's exit code."""
+    from rich.markup import escape
+
+    child = exited.child
+    console.print(f"\n[bold red]{escape(str(exited))}[/]; the end of its log ({child.log}):")
+    console.print(escape(child.tail()), highlight=False)
+    console.print("[bold]stopping[/] everything else")
+    return 1
+
+
+def _check(children: list[Child]) -> None:
+    """Raise ``ChildExited`` for the first child that is no longer running."""
+    for child in children:
+        if child.proc.poll() is not None:
+            raise ChildExited(child)
+
+
+def _follow(
+    console: Any, args: argparse.Namespace, children: list[Child], show_leaderboard: bool
+) -> tuple[int, float]:
+    """Print entity events until Ctrl-C or the duration ends, watching the children; (events, seconds)."""
     import json
     import uuid
 
     from confluent_kafka import Consumer
 
     from stream_ner.commands.tail import render
+    from stream_ner.kafka import client_config
     from stream_ner.settings import load_settings
 
     settings = load_settings()
     consumer = Consumer(
-        settings.kafka.librdkafka()
+        client_config(settings.kafka)
         | {"group.id": f"stream-ner-demo-{uuid.uuid4().hex[:8]}", "auto.offset.reset": "earliest"}
     )
     consumer.subscribe([settings.topics.entities])
     started = next_board = time.monotonic()
     next_board += args.leaderboard_every
+    events = 0
     try:
         while not args.duration or time.monotonic() - started < args.duration:
+            _check(children)
             message = consumer.poll(0.5)
             if message is not None and not message.error() and (value := message.value()) is not None:
+                events += 1
                 console.print(render(json.loads(value)))
             if show_leaderboard and time.monotonic() >= next_board:
                 next_board += args.leaderboard_every
                 _leaderboard(console, settings)
+        _check(children)
     except KeyboardInterrupt:
         pass
     finally:
         consumer.close()
+    return events, time.monotonic() - started
 
 
-def _leaderboard(console, settings) -> None:  # type: ignore[no-untyped-def]
+def _leaderboard(console: Any, settings: Any) -> None:
     from stream_ner.commands.brands import print_top
 
     try:

@@ -1,0 +1,55 @@
+"""``stream-ner demo`` as a new user runs it: its own Kafka and Redis, children on free ports, watched."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+
+
+@contextmanager
+def taken(*ports: int) -> Iterator[None]:
+    """Hold the given ports (the workers' and the aggregator's defaults) while the demo runs."""
+    with ExitStack() as stack:
+        for port in ports:
+            sock = stack.enter_context(socket.socket())
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # taken already: just as good
+            sock.listen()
+        yield
+
+
+def demo(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "stream_ner", "demo", *args],
+        capture_output=True,
+        text=True,
+        timeout=400,
+        env=os.environ | {"COLUMNS": "200"} | (env or {}),
+    )
+
+
+def test_demo_children_stay_alive_on_free_ports_and_events_arrive():
+    with taken(9400, 9401, 9402):
+        done = demo("--duration", "40", "--leaderboard-every", "15")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = re.search(r"(\d+) entity events in (\d+) s; ran throughout: (.*)", done.stdout)
+    assert summary, done.stdout[-3000:]
+    assert int(summary.group(1)) > 0
+    assert summary.group(3).split(", ") == ["worker-1", "worker-2", "aggregator", "producer"]
+    assert "exited with code" not in done.stdout
+
+
+def test_a_child_that_dies_is_named_with_its_log_and_everything_stops():
+    done = demo("--duration", "60", env={"STREAM_NER_MODEL__PATH": "/nonexistent/model"})
+    assert done.returncode == 1
+    assert re.search(r"worker-\d exited with code 2; the end of its log", done.stdout), done.stdout[-3000:]
+    assert "model artifact /nonexistent/model is not a directory" in done.stdout
+    assert "entity events in" not in done.stdout  # it did not stream on without the worker
+
