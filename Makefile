@@ -3,25 +3,30 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test install install-dev lint bench clean
+.PHONY: demo test install install-aggregate install-dev lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
 $(VENV)/.runtime: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e ".[aggregate]"
+	$(BIN)/pip install -q -e .
 	deploy/local/install-deps.sh
+	touch $@
+
+$(VENV)/.aggregate: pyproject.toml $(VENV)/.runtime
+	$(BIN)/pip install -q -e ".[aggregate]"
 	touch $@
 
 $(VENV)/.dev: pyproject.toml $(VENV)/.runtime
 	$(BIN)/pip install -q -e ".[aggregate,offline,loadtest,dev]"
 	touch $@
 
-install: $(VENV)/.runtime          ## runtime only: worker, aggregator, local Kafka and Redis
+install: $(VENV)/.runtime          ## the plain runtime: worker, produce, tail, topics, local Kafka and Redis
+install-aggregate: $(VENV)/.aggregate  ## plus the aggregator (faust-streaming)
 install-dev: $(VENV)/.dev          ## everything, including the offline stack (torch) for tests and training
 
-demo: install                      ## local Kafka + Redis, topics, 2 workers, aggregator, sample posts streamed in
+demo: install-aggregate            ## local Kafka + Redis, topics, 2 workers, aggregator, sample posts streamed in
 	$(BIN)/stream-ner demo
 
 test: install-dev                  ## unit + integration tests on a real local Kafka broker and Redis

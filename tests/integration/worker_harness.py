@@ -95,7 +95,12 @@ class WorkerProcess:
 
 
 def start_worker(
-    bootstrap: str, topics: Topics, log_dir: Path, name: str, **worker_env: str
+    bootstrap: str,
+    topics: Topics,
+    log_dir: Path,
+    name: str,
+    python_flags: tuple[str, ...] = (),
+    **worker_env: str,
 ) -> WorkerProcess:
     port = free_port()
     env = (
@@ -115,7 +120,7 @@ def start_worker(
     log_path = log_dir / f"{name}.log"
     with log_path.open("wb") as log:  # the child keeps its own descriptor
         proc = subprocess.Popen(
-            [sys.executable, "-m", "stream_ner", "worker", "--name", name],
+            [sys.executable, *python_flags, "-m", "stream_ner", "worker", "--name", name],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
