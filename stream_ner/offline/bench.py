@@ -5,12 +5,14 @@ Systems, all on the same tweet-like texts and the same thread count:
 (a) the transformers ``token-classification`` pipeline with torch, one post per call (a naive consumer);
 (b) the same pipeline given whole batches;
 (c) ``NerModel`` on the fp32 ONNX export of the same checkpoint;
-(d) ``NerModel`` on its INT8 (dynamic, per-channel) quantization;
+(d) ``NerModel`` on its INT8 graph;
 plus the graphs of a model artifact (by default the shipped model) when one is present.
 
-(a)-(d) share architecture and weights: the checkpoint is exported here, so the comparison measures the
-serving stack only. Timed repeats run round-robin over the systems, so load from other processes on the
-machine spreads evenly over them; posts/s is the median over repeats, latencies are per batch (per call).
+(a)-(d) share architecture and weights: the checkpoint is exported here by ``stream_ner.offline.export``,
+the toolchain of ``model export`` (fusions, static INT8 calibrated on the benchmark's texts), so the
+comparison measures the serving stack only, on the kind of graphs that ship. Timed repeats run
+round-robin over the systems, so load from other processes on the machine spreads evenly over them;
+posts/s is the median over repeats, latencies are per batch (per call).
 
 Idle threads sleep in both stacks: onnxruntime's by the runtime's session options, torch's OpenMP ones by
 ``OMP_WAIT_POLICY=PASSIVE`` (set unless the environment says otherwise, before torch loads). Spinning
@@ -41,8 +43,8 @@ from rich.table import Table
 
 from stream_ner.model import artifact
 from stream_ner.model.runtime import DEFAULT_PATH, NerModel
+from stream_ner.offline.data import ID2LABEL
 
-BIO_LABELS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-PRODUCT", "I-PRODUCT"]
 SAMPLE_POSTS = Path(__file__).resolve().parent.parent / "samples" / "posts.jsonl"
 
 
@@ -136,61 +138,16 @@ def baseline_checkpoint(out: Path, labels: list[str]) -> Path:
     return out
 
 
-def export_artifact(checkpoint: Path, out: Path, max_length: int = 128, stride: int = 32) -> Path:
-    """fp32 ONNX graph of a checkpoint (logits only) and its INT8 dynamic per-channel quantization.
+def export_artifact(checkpoint: Path, out: Path, texts: list[str]) -> Path:
+    """fp32 and INT8 graphs of a checkpoint by ``model export``'s own toolchain; ``texts`` calibrate INT8."""
+    from stream_ner.offline.export import export
+    from stream_ner.offline.quantize import Calibration
 
-    A minimal export for the benchmark, giving ``NerModel`` exactly the checkpoint's weights.
-    """
-    import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from transformers import AutoModelForTokenClassification, AutoTokenizer
-
-    out.mkdir(parents=True, exist_ok=True)
-    model = AutoModelForTokenClassification.from_pretrained(checkpoint).eval()
-    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-    names = list(tokenizer.model_input_names)
-
-    class Logits(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-            return self.model(**dict(zip(names, tensors, strict=True))).logits
-
-    sample = tokenizer(["a short post", "another one, a little longer"], padding=True, return_tensors="pt")
-    axes = {"batch_size": 0, "sequence_length": 1}
-    with torch.no_grad():
-        torch.onnx.export(
-            Logits(),
-            tuple(sample[n] for n in names),
-            str(out / artifact.graph_name("fp32")),
-            input_names=names,
-            output_names=["logits"],
-            dynamic_axes={n: {v: k for k, v in axes.items()} for n in [*names, "logits"]},
-            opset_version=17,
-            dynamo=False,
-        )
-    quantize_dynamic(
-        out / artifact.graph_name("fp32"),
-        out / artifact.graph_name("int8"),
-        per_channel=True,
-        weight_type=QuantType.QInt8,
+    distinct = list(dict.fromkeys(texts))
+    calibration = Calibration(distinct, f"the {len(distinct)} benchmark posts")
+    export(
+        checkpoint, out, precisions=("fp32", "int8"), name=f"bench-{checkpoint.name}", calibration=calibration
     )
-    tokenizer.backend_tokenizer.save(str(out / artifact.TOKENIZER))
-    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    scheme = "BIOES" if any(label[:2] in ("E-", "S-", "L-", "U-") for label in labels) else "BIO"
-    config = {
-        "id2label": labels,
-        "scheme": scheme,
-        "max_length": max_length,
-        "stride": stride,
-        "aggregation": "first",
-        "inputs": {},
-    }
-    (out / artifact.NER_CONFIG).write_text(json.dumps(config, indent=1))
-    manifest = {"name": f"bench-{checkpoint.name}", "version": "0", "source": checkpoint.name, "files": {}}
-    (out / artifact.MANIFEST).write_text(json.dumps(manifest, indent=1))
     return out
 
 
@@ -339,7 +296,7 @@ def main(
     )
     with tempfile.TemporaryDirectory(prefix="stream-ner-bench-") as tmp, quiet():
         if checkpoint is None:
-            labels = BIO_LABELS
+            labels = list(ID2LABEL)
             if extra is not None:
                 labels = json.loads((extra / artifact.NER_CONFIG).read_text())["id2label"]
             with console.status("building the baseline checkpoint (untrained head)"):
@@ -350,7 +307,7 @@ def main(
         else:
             head_note = f"checkpoint: {checkpoint.name}"
         with console.status("exporting the checkpoint to ONNX fp32 and INT8"):
-            exported = export_artifact(checkpoint, Path(tmp) / "artifact")
+            exported = export_artifact(checkpoint, Path(tmp) / "artifact", texts)
         pipe = make_pipeline(checkpoint)
         all_systems = systems(pipe, exported, extra, batch_size, threads)
         fp32 = NerModel.load(exported, precision="fp32", intra_op_threads=threads)
