@@ -1,4 +1,4 @@
-"""Message contracts on the wire: ``Post`` in, ``EntityEvent`` and ``Rejected`` out.
+"""Message contracts on the wire: ``Post`` in, ``EntityEvent`` and ``Rejected`` out, ``BrandAggregate``.
 
 Every value is UTF-8 JSON. Input is validated at the edge by ``parse_post``, a pure function that either
 returns a ``Post`` or raises ``InvalidPost`` with a stable ``code``; the worker turns the latter into a
@@ -133,6 +133,53 @@ class Rejected(BaseModel):
     key_encoding: Literal["utf-8", "base64", "null"]
     origin: Origin
     rejected_at: datetime
+
+
+class Count(BaseModel):
+    """A co-mentioned brand or entity and in how many posts of the window it appeared."""
+
+    model_config = _FROZEN
+
+    id: str
+    count: int = Field(ge=0)
+
+
+class BrandAggregate(BaseModel):
+    """One brand in one window, on ``brand-aggregates`` (keyed by ``key()``) and in Redis.
+
+    Counts are exact: ``mentions`` (linked mentions, at least one per post), ``posts`` (distinct post ids),
+    ``authors`` (distinct authors; posts without an author are not counted here). ``co_brands`` and
+    ``co_entities`` are the ``top_n`` most frequent, counted in posts. ``final`` is true once the window is
+    closed (stream time past its end plus grace): the values can no longer change. The aggregation stage
+    builds these records as plain dicts in its hot loop; this model is their schema, and a test keeps the
+    two in step.
+    """
+
+    model_config = _FROZEN
+
+    brand: str = Field(description="Catalog brand id, or '~' + surface form for an unknown brand.")
+    unknown: bool = Field(description="True when the brand is not in the catalog.")
+    window: str = Field(description="Window family name, e.g. '1m'.")
+    window_start: datetime
+    window_end: datetime = Field(description="Exclusive.")
+    mentions: int = Field(ge=0)
+    posts: int = Field(ge=0)
+    authors: int = Field(ge=0)
+    co_brands: list[Count]
+    co_entities: list[Count]
+    sample_post_ids: list[str]
+    sentiment_sum: float
+    sentiment_count: int = Field(ge=0, description="Posts that carried a sentiment.")
+    final: bool
+
+    def key(self) -> str:
+        """Record key on ``brand-aggregates``: ``<brand>|<window>|<window start, ISO 8601 UTC>``."""
+        return f"{self.brand}|{self.window}|{iso_utc(self.window_start)}"
+
+
+def iso_utc(moment: datetime) -> str:
+    """``2024-05-01T12:00:00Z``: the form of window starts in keys."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 _MISSING = {"id": "missing_id", "text": "missing_text"}

@@ -158,24 +158,38 @@ class AggregateSettings(BaseModel):
     app_id: str = Field(
         default="stream-ner-aggregate", description="Consumer group and internal topic prefix."
     )
-    windows: list[WindowSpec] = Field(default_factory=_default_windows)
+    windows: list[WindowSpec] = Field(
+        default_factory=_default_windows,
+        description="Window families (JSON list of name, size_s, step_s); step_s divides size_s.",
+    )
     grace_s: int = Field(default=60, ge=0, description="How late (event time) a post may be and still count.")
     emit: Literal["update", "close"] = Field(
         default="update", description="'update': every change (coalesced per flush); 'close': final only."
     )
     flush_interval_ms: int = Field(default=500, ge=10, description="How often changed windows are emitted.")
+    batch_events: int = Field(default=1000, ge=1, description="Records taken in one batch by each stage.")
+    batch_wait_ms: int = Field(
+        default=50, ge=1, description="A partial batch is processed after waiting this long for more."
+    )
+    replay_horizon_s: int = Field(
+        default=600,
+        ge=0,
+        description="Repeats of a post are skipped for grace_s plus this long (stream time) after it.",
+    )
     partitions: int = Field(default=6, ge=1, description="Partitions of the by-brand topic and changelogs.")
     replication_factor: int | None = Field(
         default=None, ge=1, description="Internal topics; None: topics.replication_factor, else 3."
     )
-    standby_replicas: int = Field(default=0, ge=0)
-    commit_interval_s: float = Field(default=2.0, gt=0)
+    standby_replicas: int = Field(default=0, ge=0, description="Standby copies of the state per partition.")
+    commit_interval_s: float = Field(default=2.0, gt=0, description="How often input offsets are committed.")
     top_n: int = Field(default=10, ge=1, description="Co-mentioned brands and entities kept per record.")
     samples: int = Field(default=5, ge=0, description="Sample post ids kept per window.")
-    max_co_mentions: int = Field(default=1000, ge=1, description="Distinct co-mentions counted per window.")
+    max_co_mentions: int = Field(default=1000, ge=1, description="Distinct co-mentions counted per pane.")
     redis_ttl_s: int = Field(default=172_800, ge=60, description="TTL of the Redis keys of a window.")
-    redis_stream_maxlen: int = Field(default=10_000, ge=1)
-    metrics_host: str = "127.0.0.1"
+    redis_stream_maxlen: int = Field(
+        default=10_000, ge=1, description="Approximate length of the updates stream."
+    )
+    metrics_host: str = Field(default="127.0.0.1", description="Address of the metrics endpoint.")
     metrics_port: int = Field(default=9401, ge=0, description="Prometheus /metrics; 0: off.")
 
 

@@ -194,8 +194,7 @@ def _led(topic: Any, partitions: int) -> bool:
 
 def json_schemas() -> dict[str, dict[str, Any]]:
     """The JSON Schema of every message value this package defines, by file name under ``topics/schemas``."""
-    from stream_ner.aggregate.model import BrandAggregate
-    from stream_ner.messages import EntityEvent, Post, Rejected
+    from stream_ner.messages import BrandAggregate, EntityEvent, Post, Rejected
 
     return {
         "brand-aggregate.schema.json": _schema(BrandAggregate, "serialization"),

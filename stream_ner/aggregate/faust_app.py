@@ -1,19 +1,25 @@
-"""The faust-streaming application of ``stream-ner aggregate``.
+"""The faust-streaming driver of ``stream-ner aggregate``: topics, tables, batches in, writes out.
 
 Topology (``A`` is ``aggregate.app_id``, also the consumer group)::
 
-    entities ──agent "rekey"──▶ A-by-brand (keyed by brand) ──agent "windows"──▶ table "state"
-                                                                                 │ changelog A-state-changelog
-                                             outboxes (every flush_interval_ms) ◀┘
-                                             ├─▶ brand-aggregates (keyed brand|window|start)
-                                             └─▶ Redis (see ``redis_sink``)
+    entities ──agent "rekey"──▶ A-by-brand ──agent "windows"──▶ outboxes (every flush_interval_ms)
+       │   (batches; first event     (one record per          │   ├─▶ brand-aggregates (brand|window|start)
+       │    per post; by brand)       partition and batch)    │   └─▶ Redis (see ``redis_sink``)
+       └─ table "posts": A-posts-changelog                    └─ table "state": A-state-changelog
+          (post markers, one partition per entities one)          (panes, authors, finals, marks, clock)
+
+The cores (``dedupe``, ``panes``) decide; this module only moves bytes. Both agents take batches
+(``stream.take_events``) and write the state changes of a batch to the changelog themselves
+(``Table.send_changelog`` with the partition of the records that caused them), so a batch mixing partitions
+keeps every write on its own partition; the in-memory state lives in the cores, and faust's table store
+serves only to read the changelog back after a (re)assignment (``restore_*``, then cleared).
 
 Known faust-streaming pitfalls, handled here: version >= 0.15.2 (rebalance fix) is required by the
 ``aggregate`` extra; every agent runs with ``concurrency=1`` (higher concurrency can commit offsets past
-messages still in flight, faust-streaming issue 606); Redis I/O is asyncio (``redis.asyncio``), never
-blocking the event loop; internal topics get the configured replication factor, 1 on a single broker.
-The Kafka security settings (SSL, SASL) are the workers' own, mapped to faust credentials.
-Table recovery from the changelog is covered by the integration tests (``kill -9`` then restart).
+messages still in flight, faust-streaming issue 606); faust flushes the producer before it commits offsets,
+which the exactness arguments rely on; Redis I/O is asyncio (``redis.asyncio``), never blocking the event
+loop; internal topics get the configured replication factor, 1 on a single broker. The Kafka security
+settings (SSL, SASL) are the workers' own, mapped to faust credentials.
 """
 
 from __future__ import annotations
@@ -25,11 +31,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from stream_ner.aggregate.metrics import AggregateMetrics
-from stream_ner.aggregate.model import BrandAggregate
-from stream_ner.aggregate.outbox import Outbox
+from stream_ner.aggregate.outbox import Outbox, Record
+from stream_ner.aggregate.panes import Write
 from stream_ner.aggregate.redis_sink import RedisSink
-from stream_ner.aggregate.stage import Stage
+from stream_ner.aggregate.stages import Stages
 from stream_ner.errors import ConfigError, KafkaUnavailable
 from stream_ner.settings import KafkaSettings, Settings
 
@@ -115,12 +123,14 @@ def ensure_internal_topics(settings: Settings, timeout: float = 30.0) -> list[st
 
     conf = settings.aggregate
     replication = replication_factor(settings)
+    sources = source_partitions(settings)
     wanted = {
-        f"{conf.app_id}-by-brand": {"cleanup.policy": "delete"},
-        f"{conf.app_id}-state-changelog": {"cleanup.policy": "compact"},
+        f"{conf.app_id}-by-brand": (conf.partitions, {"cleanup.policy": "delete"}),
+        f"{conf.app_id}-state-changelog": (conf.partitions, {"cleanup.policy": "compact"}),
+        f"{conf.app_id}-posts-changelog": (sources, {"cleanup.policy": "compact"}),
     }
     admin = AdminClient(settings.kafka.librdkafka())
-    new = [NewTopic(name, conf.partitions, replication, config=cfg) for name, cfg in wanted.items()]
+    new = [NewTopic(name, n, replication, config=cfg) for name, (n, cfg) in wanted.items()]
     for name, future in admin.create_topics(new, operation_timeout=timeout).items():
         try:
             future.result(timeout)
@@ -132,7 +142,7 @@ def ensure_internal_topics(settings: Settings, timeout: float = 30.0) -> list[st
 
 
 def build_app(settings: Settings, metrics: AggregateMetrics) -> Any:
-    """The faust app: topics, table, agents and outbox tasks; nothing runs until a worker starts it."""
+    """The faust app: topics, tables, agents and outbox tasks; nothing runs until a worker starts it."""
     import faust
 
     conf = settings.aggregate
@@ -153,6 +163,7 @@ def build_app(settings: Settings, metrics: AggregateMetrics) -> Any:
         producer_acks=-1,
         processing_guarantee="at_least_once",
     )
+    sources = source_partitions(settings)
     entities = app.topic(settings.topics.entities, key_serializer="raw", value_serializer="raw")
     by_brand = app.topic(
         f"{conf.app_id}-by-brand",
@@ -162,17 +173,13 @@ def build_app(settings: Settings, metrics: AggregateMetrics) -> Any:
         value_serializer="raw",
     )
     output = app.topic(settings.topics.brand_aggregates, key_serializer="raw", value_serializer="raw")
-    state = app.Table(
-        "state",
-        partitions=conf.partitions,
-        schema=faust.Schema(key_serializer="json", value_serializer="json"),
-    )
+    schema: Any = faust.Schema(key_serializer="json", value_serializer="json")
+    posts = app.Table("posts", partitions=sources, schema=schema)
+    state = app.Table("state", partitions=conf.partitions, schema=schema)
 
-    async def write_topic(records: Sequence[BrandAggregate]) -> None:
+    async def write_topic(records: Sequence[Record]) -> None:
         try:
-            pending = [
-                await output.send(key=r.key().encode(), value=r.model_dump_json().encode()) for r in records
-            ]
+            pending = [await output.send(key=_record_key(r).encode(), value=orjson.dumps(r)) for r in records]
             await asyncio.gather(*pending)
         except Exception as exc:  # aiokafka errors: retried by the outbox
             raise KafkaUnavailable(f"cannot write {settings.topics.brand_aggregates}: {exc}") from exc
@@ -190,57 +197,82 @@ def build_app(settings: Settings, metrics: AggregateMetrics) -> Any:
         metrics.sink_errors.labels(sink).inc()
 
     outboxes = [
-        Outbox(
-            "topic",
-            write_topic,
-            interval_s=interval,
-            final_only=final_only,
-            on_written=written,
-            on_error=failed,
-        ),
-        Outbox(
-            "redis",
-            redis.write,
-            interval_s=interval,
-            final_only=final_only,
-            on_written=written,
-            on_error=failed,
-        ),
+        Outbox(name, write, interval_s=interval, final_only=final_only, on_written=written, on_error=failed)
+        for name, write in (("topic", write_topic), ("redis", redis.write))
     ]
-    stage = Stage(conf, outboxes, metrics)
-
-    sources = source_partitions(settings)
+    stages = Stages(conf, sources, outboxes, metrics)
+    within = conf.batch_wait_ms / 1000
 
     @app.agent(entities, concurrency=1)
     async def rekey(stream: Any) -> None:
-        async for event in stream.events():
-            timestamp = int(event.message.timestamp * 1000) if event.message.timestamp else None
-            for mention in stage.rekey(event.value, timestamp, event.message.partition, sources):
-                await by_brand.send(key=mention.brand.encode(), value=mention.to_json())
+        async for events in stream.take_events(conf.batch_events, within=within):
+            rekeyed = stages.rekey(
+                (
+                    e.message.partition,
+                    e.message.offset,
+                    int(e.message.timestamp * 1000) if e.message.timestamp else None,
+                    e.value,
+                )
+                for e in events
+            )
+            _write_changelog(posts, rekeyed.changelog)
+            for partition, value in rekeyed.records:
+                await by_brand.send(value=value, partition=partition)
 
     @app.agent(by_brand, concurrency=1)
     async def windows(stream: Any) -> None:
-        async for event in stream.events():
-            stage.on_mention(state, event.value, event.message.partition, event.message.offset)
+        async for events in stream.take_events(conf.batch_events, within=within):
+            records = ((e.message.partition, e.message.offset, e.value) for e in events)
+            _write_changelog(state, stages.apply(records))
+
+    @posts.on_recover
+    async def posts_recovered() -> None:
+        stages.restore_sources(_assigned(app, settings.topics.entities), posts.data.items())
+        posts.data.clear()
 
     @state.on_recover
-    async def recovered() -> None:
-        stage.on_recovered(state)
+    async def state_recovered() -> None:
+        stages.restore_panes(_assigned(app, by_brand.get_topic_name()), state.data.items())
+        state.data.clear()
 
     for outbox in outboxes:
-        _start_outbox(app, outbox, stage, state, metrics)
+        _start_outbox(app, outbox, stages, state)
 
     @app.timer(interval=1.0)
     async def gauges() -> None:
         for outbox in outboxes:
             metrics.pending.labels(outbox.name).set(len(outbox.pending) + len(outbox.inflight))
+        metrics.post_markers.set(sum(len(s.markers) for s in stages.first_events.values()))
+        metrics.panes.set(sum(len(s.panes) for s in stages.panes.values()))
 
     return app
 
 
-def _start_outbox(app: Any, outbox: Outbox, stage: Stage, state: Any, metrics: AggregateMetrics) -> None:
+def _record_key(record: Record) -> str:
+    """Key on ``brand-aggregates``: ``<brand>|<window>|<window start>`` (as ``BrandAggregate.key``)."""
+    return f"{record['brand']}|{record['window']}|{record['window_start']}"
+
+
+def _assigned(app: Any, topic: str) -> set[int]:
+    return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic}
+
+
+def _write_changelog(table: Any, writes: dict[int, list[Write]]) -> None:
+    """Send state changes to the table's changelog, each on the partition of the input that caused it."""
+    for partition, changes in writes.items():
+        for key, value in changes:
+            if value is None:
+                table.send_changelog(partition, key, None, value_serializer="raw")
+            else:
+                table.send_changelog(partition, key, value)
+
+
+def _start_outbox(app: Any, outbox: Outbox, stages: Stages, state: Any) -> None:
+    def release() -> None:  # rule 5 of ``panes``: closed windows every sink wrote are deleted
+        _write_changelog(state, stages.release())
+
     async def run() -> None:
-        await outbox.run(lambda key: stage.snapshot(state, key))
+        await outbox.run(stages.record, after=release)
 
     run.__name__ = f"outbox_{outbox.name}"
     app.task(run)

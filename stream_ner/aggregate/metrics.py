@@ -14,12 +14,15 @@ class AggregateMetrics:
     registry: CollectorRegistry
     events: Counter
     invalid: Counter
+    duplicate_events: Counter
     mentions: Counter
     late: Counter
     written: Counter
     sink_errors: Counter
     pending: Gauge
     stream_time: Gauge
+    post_markers: Gauge
+    panes: Gauge
 
     @classmethod
     def create(cls) -> AggregateMetrics:
@@ -30,10 +33,15 @@ class AggregateMetrics:
             registry=r,
             events=Counter(f"{p}events", "Entity events read from the entities topic.", registry=r),
             invalid=Counter(f"{p}invalid_events", "Entity events that could not be parsed.", registry=r),
+            duplicate_events=Counter(
+                f"{p}duplicate_events",
+                "Entity events skipped because an earlier event of the same post id was counted.",
+                registry=r,
+            ),
             mentions=Counter(
                 f"{p}mentions",
-                "Brand mentions applied, by result: counted, duplicate (post already counted), replayed "
-                "(already in the state after a restart), late (no open window left).",
+                "Brand mentions, by result: counted, duplicate (an earlier event of the post was counted), "
+                "replayed (already applied, read again after a restart), late (no open window left).",
                 ["result"],
                 registry=r,
             ),
@@ -56,4 +64,10 @@ class AggregateMetrics:
                 ["partition"],
                 registry=r,
             ),
+            post_markers=Gauge(
+                f"{p}post_markers",
+                "Posts remembered to skip their repeats (bounded by the horizon).",
+                registry=r,
+            ),
+            panes=Gauge(f"{p}panes", "Panes held in memory.", registry=r),
         )

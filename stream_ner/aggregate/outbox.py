@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
+from typing import Any
 
-from stream_ner.aggregate.model import BrandAggregate
 from stream_ner.errors import TransientError
 
 log = logging.getLogger(__name__)
 
-Snapshot = Callable[[str], BrandAggregate | None]
-Write = Callable[[Sequence[BrandAggregate]], Awaitable[None]]
+Record = dict[str, Any]
+"""A ``BrandAggregate`` as a plain dict (its schema is ``stream_ner.messages.BrandAggregate``)."""
+Snapshot = Callable[[Any], Record | None]
+Write = Callable[[Sequence[Record]], Awaitable[None]]
 
 
 class Outbox:
@@ -47,36 +49,39 @@ class Outbox:
         self.max_backoff_s = max_backoff_s
         self.on_written = on_written
         self.on_error = on_error
-        self.pending: dict[str, None] = {}
-        self.inflight: set[str] = set()
-        self.final_written: set[str] = set()
+        self.pending: dict[Hashable, None] = {}
+        self.inflight: set[Hashable] = set()
+        self.final_written: set[Hashable] = set()
 
-    def mark(self, keys: Iterable[str]) -> None:
+    def mark(self, keys: Iterable[Hashable]) -> None:
         """These keys changed (or closed): write their state soon."""
         for key in keys:
             self.pending[key] = None
             self.final_written.discard(key)
 
-    def busy(self, key: str) -> bool:
+    def busy(self, key: Hashable) -> bool:
         """Whether a state of ``key`` is still to be written."""
         return key in self.pending or key in self.inflight
 
-    def forget(self, key: str) -> None:
+    def forget(self, key: Hashable) -> None:
         """The key was deleted from the state table."""
         self.pending.pop(key, None)
         self.final_written.discard(key)
 
-    def clear(self) -> None:
-        """Drop everything (after a rebalance the state is re-read and re-marked)."""
-        self.pending.clear()
-        self.final_written.clear()
+    def drop(self, revoked: Callable[[Any], bool]) -> None:
+        """Forget the keys of a revoked partition: their new owner writes them."""
+        for key in [k for k in self.pending if revoked(k)]:
+            del self.pending[key]
+        self.final_written = {k for k in self.final_written if not revoked(k)}
 
-    async def run(self, snapshot: Snapshot) -> None:
-        """Write marked keys forever; cancel to stop."""
+    async def run(self, snapshot: Snapshot, after: Callable[[], None] | None = None) -> None:
+        """Write marked keys forever, calling ``after`` once the marked keys are written; cancel to stop."""
         while True:
             await asyncio.sleep(self.interval_s)
             while self.pending:
                 await self.flush(snapshot)
+            if after is not None:
+                after()
 
     async def flush(self, snapshot: Snapshot) -> None:
         """Write up to ``max_batch`` marked keys, retrying until the sink takes them."""
@@ -104,18 +109,18 @@ class Outbox:
             if delay > 0.1:
                 log.info("%s available again", self.name)
             for key, record in records:
-                if record.final:
+                if record["final"]:
                     self.final_written.add(key)
             if self.on_written:
                 self.on_written(self.name, len(records))
         finally:
             self.inflight = set()
 
-    def _records(self, keys: list[str], snapshot: Snapshot) -> list[tuple[str, BrandAggregate]]:
+    def _records(self, keys: list[Hashable], snapshot: Snapshot) -> list[tuple[Hashable, Record]]:
         records = []
         for key in keys:
             record = snapshot(key)
-            if record is None or (self.final_only and not record.final):
+            if record is None or (self.final_only and not record["final"]):
                 continue
             records.append((key, record))
         return records

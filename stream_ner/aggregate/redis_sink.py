@@ -11,27 +11,31 @@ in epoch seconds; ``B`` a brand id, unknown brands starting with ``~``)::
     P:windows:W      ZSET    window starts known for W: member S, score S
     P:updates        STREAM  one entry per written record: brand, window, start, mentions, final
 
-Every key but the stream has a TTL of ``aggregate.redis_ttl_s``, renewed on each write; the sorted-set
-indexes drop members older than that TTL in event time. A batch is written in one MULTI/EXEC pipeline with
-HSET/ZADD of absolute values, never increments, so writing the same record twice, or an older batch replayed
-after a crash followed by the newer one, leaves the same state. The stream only announces updates: a replay
-may announce a record twice.
+Every key but the stream has a TTL of ``aggregate.redis_ttl_s``, set when this process first writes the
+window; the sorted-set indexes drop members older than that TTL in event time. A batch is written in one
+MULTI/EXEC pipeline with HSET/ZADD of absolute values, never increments, so writing the same record twice,
+or an older batch replayed after a crash followed by the newer one, leaves the same state. Only the fields
+that changed since this process last wrote the window are sent (all of them on its first write, so a
+restarted process rewrites everything it holds). The stream only announces updates: a replay may
+announce a record twice.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
-from stream_ner.aggregate.model import BrandAggregate
+import orjson
+
+from stream_ner.aggregate.outbox import Record
 from stream_ner.errors import RedisUnavailable
 
 
-def epoch_s(moment: datetime) -> int:
-    """Whole seconds since the epoch."""
-    return int(moment.timestamp())
+def epoch_s(iso: str) -> int:
+    """Whole seconds since the epoch of ``2024-05-01T12:00:00Z``."""
+    from datetime import datetime
+
+    return int(datetime.fromisoformat(iso).timestamp())
 
 
 class Keys:
@@ -61,52 +65,70 @@ class Keys:
         return f"{self.prefix}:updates"
 
 
-def hash_fields(record: BrandAggregate) -> dict[str, str | int | float]:
+def hash_fields(record: Record) -> dict[str, str | int | float]:
     """The fields of ``P:agg:W:S:B`` for one record."""
     return {
-        "brand": record.brand,
-        "window": record.window,
-        "start": epoch_s(record.window_start),
-        "end": epoch_s(record.window_end),
-        "mentions": record.mentions,
-        "posts": record.posts,
-        "authors": record.authors,
-        "sentiment_sum": record.sentiment_sum,
-        "sentiment_count": record.sentiment_count,
-        "co_brands": json.dumps([c.model_dump() for c in record.co_brands]),
-        "co_entities": json.dumps([c.model_dump() for c in record.co_entities]),
-        "samples": json.dumps(record.sample_post_ids),
-        "final": int(record.final),
-        "record": record.model_dump_json(),
+        "brand": record["brand"],
+        "window": record["window"],
+        "start": epoch_s(record["window_start"]),
+        "end": epoch_s(record["window_end"]),
+        "mentions": record["mentions"],
+        "posts": record["posts"],
+        "authors": record["authors"],
+        "sentiment_sum": record["sentiment_sum"],
+        "sentiment_count": record["sentiment_count"],
+        "co_brands": orjson.dumps(record["co_brands"]).decode(),
+        "co_entities": orjson.dumps(record["co_entities"]).decode(),
+        "samples": orjson.dumps(record["sample_post_ids"]).decode(),
+        "final": int(record["final"]),
+        "record": orjson.dumps(record).decode(),
     }
 
 
-def queue_writes(pipe: Any, keys: Keys, records: Sequence[BrandAggregate], ttl_s: int, maxlen: int) -> None:
-    """Queue the commands that store ``records`` on a redis pipeline (sync or asyncio alike)."""
+def queue_writes(
+    pipe: Any,
+    keys: Keys,
+    records: Sequence[Record],
+    ttl_s: int,
+    maxlen: int,
+    written: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Queue the commands that store ``records`` on a redis pipeline (sync or asyncio alike).
+
+    ``written`` holds the fields last written per hash key; only fields that differ are sent, and windows
+    missing from it are written whole, with their TTL and index entries. Returns the fields now written,
+    for the caller to keep once the pipeline succeeded.
+    """
+    written = {} if written is None else written
+    now: dict[str, dict[str, Any]] = {}
     for record in records:
-        start = epoch_s(record.window_start)
-        agg, top = keys.agg(record.window, start, record.brand), keys.top(record.window, start)
-        series, windows = keys.series(record.window, record.brand), keys.windows(record.window)
-        pipe.hset(agg, mapping=hash_fields(record))
-        pipe.expire(agg, ttl_s)
-        pipe.zadd(top, {record.brand: record.mentions})
-        pipe.expire(top, ttl_s)
-        for index in (series, windows):
-            pipe.zadd(index, {str(start): start})
-            pipe.zremrangebyscore(index, "-inf", f"({start - ttl_s}")
-            pipe.expire(index, ttl_s)
+        start, brand, window = epoch_s(record["window_start"]), record["brand"], record["window"]
+        agg = keys.agg(window, start, brand)
+        fields = hash_fields(record)
+        before = written.get(agg)
+        changed = fields if before is None else {k: v for k, v in fields.items() if before.get(k) != v}
+        now[agg] = fields
+        if not changed:
+            continue
+        pipe.hset(agg, mapping=changed)
+        if before is None or "mentions" in changed:
+            top = keys.top(window, start)
+            pipe.zadd(top, {brand: record["mentions"]})
+            pipe.expire(top, ttl_s)
+        if before is None:
+            pipe.expire(agg, ttl_s)
+            for index in (keys.series(window, brand), keys.windows(window)):
+                pipe.zadd(index, {str(start): start})
+                pipe.zremrangebyscore(index, "-inf", f"({start - ttl_s}")
+                pipe.expire(index, ttl_s)
         pipe.xadd(
             keys.updates(),
-            {
-                "brand": record.brand,
-                "window": record.window,
-                "start": start,
-                "mentions": record.mentions,
-                "final": int(record.final),
-            },
+            {"brand": brand, "window": window, "start": start, "mentions": record["mentions"],
+             "final": int(record["final"])},
             maxlen=maxlen,
             approximate=True,
-        )
+        )  # fmt: skip
+    return now
 
 
 class RedisSink:
@@ -123,17 +145,24 @@ class RedisSink:
         self.ttl_s = ttl_s
         self.stream_maxlen = stream_maxlen
         self.client = aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+        self.written: dict[str, dict[str, Any]] = {}
 
-    async def write(self, records: Sequence[BrandAggregate]) -> None:
-        """Store the records atomically (one MULTI/EXEC)."""
+    async def write(self, records: Sequence[Record]) -> None:
+        """Store the records atomically (one MULTI/EXEC), only the fields changed since the last write."""
         from redis.exceptions import ConnectionError, TimeoutError
 
         try:
             async with self.client.pipeline(transaction=True) as pipe:
-                queue_writes(pipe, self.keys, records, self.ttl_s, self.stream_maxlen)
+                now = queue_writes(pipe, self.keys, records, self.ttl_s, self.stream_maxlen, self.written)
                 await pipe.execute()
         except (ConnectionError, TimeoutError, OSError) as exc:
+            self.written.clear()  # Redis may have lost what it had (a restart without persistence)
             raise RedisUnavailable(f"redis write failed: {exc}") from exc
+        for key, fields in now.items():
+            if fields["final"]:
+                self.written.pop(key, None)  # written for the last time
+            else:
+                self.written[key] = fields
 
     async def close(self) -> None:
         """Release the connection pool."""

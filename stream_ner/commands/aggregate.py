@@ -22,7 +22,7 @@ def _run(args: argparse.Namespace) -> int:
     from stream_ner.extras import require
 
     require("aggregate", "`stream-ner aggregate`")
-    from stream_ner.aggregate.app import run_worker
+    from stream_ner.aggregate.faust_app import run_worker
     from stream_ner.settings import load_settings
 
     settings = load_settings()

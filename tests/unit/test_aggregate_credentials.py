@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from faust.types.auth import AuthProtocol, SASLMechanism
 
-from stream_ner.aggregate.app import broker_credentials
+from stream_ner.aggregate.faust_app import broker_credentials
 from stream_ner.errors import ConfigError
 from stream_ner.settings import KafkaSettings
 

@@ -1,11 +1,14 @@
+"""Stage one of the aggregator: reading entity events, splitting them by brand, first event per post."""
+
 from datetime import UTC, datetime
 
 import jsonschema
+import pytest
 
 from stream_ner import topics
-from stream_ner.aggregate import BrandAggregate, mentions_of
-from stream_ner.aggregate.model import BrandMention
-from stream_ner.messages import EntityEvent, EntityMention, ModelRef, Origin
+from stream_ner.aggregate.dedupe import FirstEvents, Verdict
+from stream_ner.aggregate.mentions import decode_batch, encode_batch, mentions_of, read_event
+from stream_ner.messages import BrandAggregate, EntityEvent, EntityMention, ModelRef, Origin
 from stream_ner.settings import Settings
 
 
@@ -33,20 +36,57 @@ def event(**kw) -> EntityEvent:
     return EntityEvent(**fields)
 
 
+def read(e: EntityEvent, record_ts: int | None = None):
+    return read_event(e.model_dump_json().encode(), record_ts)
+
+
 def test_one_mention_per_brand_with_its_co_mentions():
-    mentions = mentions_of(event(), source=2, sources=6)
+    mentions = mentions_of(read(event()), source=2, source_offset=17)
     assert [m.brand for m in mentions] == ["adidas", "nike", "puma"]
     nike = mentions[1]
     assert nike.co_brands == ("adidas", "puma") and nike.co_entities == ("PER:lebron",)
     assert nike.mentions == 1 and mentions[2].mentions == 1  # puma: untagged, still one per post
     assert nike.time_ms == int(datetime(2024, 5, 1, 12, 0, 30, tzinfo=UTC).timestamp() * 1000)
-    assert (nike.source, nike.sources, nike.author, nike.sentiment) == (2, 6, "al", 0.5)
-    assert BrandMention.from_json(nike.to_json()) == nike
+    assert (nike.source, nike.source_offset, nike.author, nike.sentiment) == (2, 17, "al", 0.5)
+    assert decode_batch(encode_batch([nike], 6)) == ([nike], 6)
 
 
 def test_event_time_falls_back_to_the_input_record_timestamp():
-    assert mentions_of(event(created_at=None))[0].time_ms == 1
-    assert mentions_of(event(brands=[], entities=[])) == []
+    assert mentions_of(read(event(created_at=None)))[0].time_ms == 1
+    no_origin = event(created_at=None, origin=Origin(topic="raw", partition=0, offset=3, timestamp_ms=None))
+    assert mentions_of(read(no_origin, record_ts=7))[0].time_ms == 7
+    assert mentions_of(read(event(brands=[], entities=[]))) == []
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"", b"[1]", b"{not json", b'{"post_id": 3, "entities": [], "brands": []}', b'{"post_id": "p"}'],
+)
+def test_what_is_not_an_entity_event_is_a_value_error(raw):
+    with pytest.raises(ValueError):
+        read_event(raw, None)
+
+
+def test_the_first_event_of_a_post_wins_and_its_replay_is_recognised():
+    state = FirstEvents(partition=0, horizon_ms=60_000)
+    assert state.judge("p1", offset=5, time_ms=1_000) is Verdict.FIRST
+    assert state.judge("p1", offset=9, time_ms=1_000) is Verdict.DUPLICATE  # e.g. another model version
+    assert state.judge("p1", offset=5, time_ms=1_000) is Verdict.REPLAYED_FIRST  # the same record again
+    restored = FirstEvents.restore(0, 60_000, dict(state.writes()).items())
+    assert restored.judge("p1", offset=9, time_ms=1_000) is Verdict.DUPLICATE
+    assert restored.judge("p1", offset=5, time_ms=1_000) is Verdict.REPLAYED_FIRST
+
+
+def test_post_markers_expire_after_the_horizon_of_stream_time():
+    state = FirstEvents(partition=0, horizon_ms=60_000)
+    state.judge("old", offset=0, time_ms=0)
+    state.writes()
+    state.judge("new", offset=1, time_ms=59_999)
+    assert "old" in state.markers and not [k for k, v in state.writes() if v is None]
+    state.judge("newer", offset=2, time_ms=60_000)
+    deleted = [k for k, v in state.writes() if v is None]
+    assert deleted == ['["post","old"]'] and "old" not in state.markers
+    assert state.judge("old", offset=3, time_ms=60_000) is Verdict.FIRST  # beyond the horizon it counts again
 
 
 def test_committed_schema_matches_the_model_and_accepts_a_record():

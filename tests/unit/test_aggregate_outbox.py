@@ -1,12 +1,12 @@
 import asyncio
 from datetime import UTC, datetime
 
-from stream_ner.aggregate.model import BrandAggregate
 from stream_ner.aggregate.outbox import Outbox
 from stream_ner.errors import RedisUnavailable
+from stream_ner.messages import BrandAggregate
 
 
-def record(brand: str, posts: int, final: bool = False) -> BrandAggregate:
+def record(brand: str, posts: int, final: bool = False) -> dict:
     return BrandAggregate(
         brand=brand,
         unknown=False,
@@ -22,7 +22,7 @@ def record(brand: str, posts: int, final: bool = False) -> BrandAggregate:
         sentiment_sum=0.0,
         sentiment_count=0,
         final=final,
-    )
+    ).model_dump(mode="json")
 
 
 class FlakySink:
@@ -38,7 +38,7 @@ class FlakySink:
             self.failures += 1
             raise RedisUnavailable("down")
         for r in records:
-            self.stored[r.brand] = r.posts
+            self.stored[r["brand"]] = r["posts"]
 
 
 def test_a_failed_batch_is_retried_with_the_newest_state_and_nothing_is_lost():
