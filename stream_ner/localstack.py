@@ -166,7 +166,7 @@ def _start(kind: Kind, port: int | None, name: str | None, timeout: float) -> Lo
         # A private instance on a free port leaves nothing behind when its start fails (the port was
         # taken meanwhile, or the broker died during start-up on a loaded machine): try afresh.
         if port is not None or attempt == _PORT_RETRIES:
-            raise LocalStackError(f"{kind} did not start:\n{done.stderr.strip()}")
+            raise LocalStackError(f"{kind} did not start: {done.stderr.strip()}")
     raise AssertionError("unreachable")
 
 

@@ -121,9 +121,12 @@ def test_named_instances_run_beside_the_session_ones_and_are_found_again(kafka_b
     assert not extra_kafka.run_dir.exists() and not extra_redis.run_dir.exists()
 
 
-def test_a_taken_port_is_a_clear_error():
+def test_a_taken_port_is_a_clear_error_in_one_line():
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        with pytest.raises(localstack.LocalStackError, match="already in use"):
-            localstack.start_redis(taken.getsockname()[1])
+        port = taken.getsockname()[1]
+        with pytest.raises(localstack.LocalStackError) as raised:
+            localstack.start_redis(port)
+    expected = f"redis did not start: redis-local: port {port} on 127.0.0.1 is already in use"
+    assert str(raised.value) == expected
