@@ -52,4 +52,3 @@ def test_a_child_that_dies_is_named_with_its_log_and_everything_stops():
     assert re.search(r"worker-\d exited with code 2; the end of its log", done.stdout), done.stdout[-3000:]
     assert "model artifact /nonexistent/model is not a directory" in done.stdout
     assert "entity events in" not in done.stdout  # it did not stream on without the worker
-
