@@ -286,7 +286,13 @@ def run_worker(settings: Settings) -> int:
     metrics = AggregateMetrics.create()
     conf = settings.aggregate
     if conf.metrics_port:
-        start_http_server(conf.metrics_port, addr=conf.metrics_host, registry=metrics.registry)
+        try:
+            start_http_server(conf.metrics_port, addr=conf.metrics_host, registry=metrics.registry)
+        except OSError as exc:  # taken port, unknown address: a setting to change, not a crash
+            raise ConfigError(
+                f"cannot serve metrics on {conf.metrics_host}:{conf.metrics_port} ({exc.strerror or exc}): "
+                "choose another port with STREAM_NER_AGGREGATE__METRICS_PORT (0 turns the endpoint off)"
+            ) from exc
     ensure_internal_topics(settings)
     app = build_app(settings, metrics)
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), redirect_stdouts=False)

@@ -276,13 +276,18 @@ class PaneState:
             if author is not None and author not in self.authors[pane_id]:  # 4.
                 self.authors[pane_id].add(author)
                 new_authors.setdefault(pane_id, []).append(author)
+                # panes sharing a window with this one where the author already is
+                near = range(
+                    pane_start - family.size_ms + family.step_ms, pane_start + family.size_ms, family.step_ms
+                )
+                seen = [
+                    p
+                    for p in near
+                    if p != pane_start and author in self.authors.get((family.name, p, mention.brand), ())
+                ]
                 for window_id, view in views:
-                    others = (
-                        self.authors.get((family.name, p, mention.brand), ())
-                        for p in family.pane_starts(window_id[1])
-                        if p != pane_start
-                    )
-                    if not any(author in other for other in others):
+                    start = window_id[1]
+                    if not any(start <= p < start + family.size_ms for p in seen):
                         view.authors += 1
                     done.changed.add(window_id)
             if pane.offset >= offset and pane_id not in dirty_panes:  # 2. (not: changed by this very call)

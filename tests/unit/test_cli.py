@@ -88,6 +88,20 @@ def test_a_taken_metrics_port_is_one_line_before_the_model_loads():
     assert "onnxruntime" not in imported(done.stderr)
 
 
+def test_a_taken_aggregator_metrics_port_is_one_line():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = stream_ner("aggregate", env=UNREACHABLE | {"STREAM_NER_AGGREGATE__METRICS_PORT": str(port)})
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert messages(done.stderr)[-1] == (
+        f"stream-ner: error: cannot serve metrics on 127.0.0.1:{port} (Address already in use): choose "
+        "another port with STREAM_NER_AGGREGATE__METRICS_PORT (0 turns the endpoint off)"
+    )
+
+
 @pytest.mark.parametrize(
     ("args", "env", "expected"),
     [
