@@ -18,8 +18,9 @@ A crash anywhere therefore re-delivers records from the last stored offset: outp
 lost. A repeated event has the same key and, for the same model version, the same content but for
 ``processed_at``: every graph the runtime ships gives a post the same entities whatever batch it runs in.
 Across a model upgrade mid-stream a repeat may differ in ``entities``, ``brands``, ``sentiment`` and
-``model``; the aggregator counts the first event of a post and skips the rest (``aggregate.dedupe``). Memory is bounded by pausing the assigned partitions while more than
-``queue_max_posts`` records are in flight.
+``model``; the aggregator counts the first event of a post and skips the rest (``aggregate.dedupe``).
+Memory is bounded by pausing the assigned partitions while more than ``queue_max_posts`` records are in
+flight.
 
 Batching is continuous: a full batch (``max_batch_posts``) may wait while another runs; a partial one
 is handed over only when inference is idle and its oldest post has waited ``max_wait_ms``. While

@@ -3,7 +3,9 @@
 Each test runs ``stream-ner aggregate`` in a subprocess on its own topics, consumer group and Redis key
 prefix, feeds a scripted stream of ``EntityEvent`` records with known brands and event times, and compares
 the latest record per key on the output topic, and the Redis hashes, with counts computed independently
-here.
+here. The replay tests count a post once, as its first event says: across a kill -9 of the aggregator
+between two differing events of a post, and across a kill -9 of a real worker and the aggregator
+mid-stream, compared with a recount of what the ``entities`` topic holds.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import sys
 import time
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +30,13 @@ import redis
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from stream_ner.brands.normalize import fold
 from stream_ner.localstack import free_port
 from stream_ner.messages import EntityEvent, EntityMention, ModelRef, Origin
 from stream_ner.topics import wait_for_leaders
 from stream_ner.worker.metrics import scrape
+from tests.integration.worker_harness import Topics, start_worker
+from tests.integration.worker_harness import produce as produce_raw
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 WINDOWS = [{"name": "1m", "size_s": 60, "step_s": 60}, {"name": "5m", "size_s": 300, "step_s": 60}]
@@ -544,3 +550,179 @@ def test_late_events_count_within_grace_and_are_dropped_beyond_it(
     metrics = aggregators[0].metrics()
     assert metrics['stream_ner_aggregate_late_windows_total{window="1m"}'] == 1
     assert metrics['stream_ner_aggregate_mentions_total{result="late"}'] == 1
+
+
+# -- replays: a post counts once, as its first event says -------------------------------------------------
+
+COUNTED = 'stream_ner_aggregate_mentions_total{result="counted"}'
+
+
+def first_per_post(posts):
+    seen, first = set(), []
+    for post in posts:
+        if post.post_id not in seen:
+            seen.add(post.post_id)
+            first.append(post)
+    return first
+
+
+@pytest.mark.parametrize("kill_between", [False, True], ids=["one run", "kill -9 between"])
+def test_a_post_repeated_with_other_brands_counts_once_as_its_first_event(
+    kafka_bootstrap, redis_url, names, rclient, aggregators, tmp_path, kill_between
+):
+    originals = script(300, seed=11)
+    # what a model upgrade mid-stream gives for 40 posts: other brands, another entity, same post id
+    upgraded = [
+        replace(p, brands=("puma",) if "puma" not in p.brands else ("zara",), person="Serena")
+        for p in first_per_post(originals)[::7][:40]
+    ]
+    later = [replace(p, at_s=p.at_s + 290) for p in script(150, seed=12)]  # after the originals
+    stream = originals + upgraded + later
+    expected = expected_counts(first_per_post(stream))
+    assert any("puma" in key or "zara" in key for key in expected_counts(upgraded)), "repeats add brands"
+
+    produce(kafka_bootstrap, names.entities, originals)
+    log = tmp_path / "agg.log"
+    aggregators.append(start_aggregator(kafka_bootstrap, redis_url, names, log, commit_interval_s="30"))
+    if kill_between:
+        deadline = time.monotonic() + 90
+        while aggregators[0].metric(COUNTED) < 300:
+            aggregators[0].alive()
+            assert time.monotonic() < deadline, aggregators[0].log()
+            time.sleep(0.2)
+        aggregators[0].kill()
+    produce(kafka_bootstrap, names.entities, upgraded + later)
+    if kill_between:
+        aggregators.append(start_aggregator(kafka_bootstrap, redis_url, names, log, commit_interval_s="30"))
+    reader = TopicReader(kafka_bootstrap, names.aggregates)
+    try:
+        wait_exact(reader, rclient, names.prefix, expected, aggregators[-1])
+    finally:
+        reader.close()
+    assert aggregators[-1].metric("stream_ner_aggregate_duplicate_events_total") >= len(upgraded)
+
+
+def recount(events: list[EntityEvent], top_n: int = 10) -> dict[str, dict[str, Any]]:
+    """Counts per brand and window from the first event of every post, written apart from the stage."""
+    acc: dict[str, dict[str, Any]] = {}
+    for event in events:
+        brands = sorted(set(event.brands) | {e.brand for e in event.entities if e.brand})
+        others = {f"{e.label}:{fold(e.text).strip()}" for e in event.entities if not e.brand}
+        at_s = (event.created_at - T0).total_seconds()
+        for brand in brands:
+            for spec in WINDOWS:
+                for start in window_starts(at_s, spec["size_s"], spec["step_s"]):
+                    a = acc.setdefault(
+                        f"{brand}|{spec['name']}|{iso(start)}",
+                        {"mentions": 0, "posts": 0, "authors": set(), "s": 0.0, "co": defaultdict(int),
+                         "ent": defaultdict(int)},
+                    )  # fmt: skip
+                    a["mentions"] += max(1, sum(1 for e in event.entities if e.brand == brand))
+                    a["posts"] += 1
+                    if event.author:
+                        a["authors"].add(event.author)
+                    a["s"] += event.sentiment or 0.0
+                    for other in brands:
+                        if other != brand:
+                            a["co"][other] += 1
+                    for other in others:
+                        a["ent"][other] += 1
+
+    def top(counts: dict[str, int]) -> dict[str, int]:
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top_n])
+
+    return {
+        key: {
+            "mentions": a["mentions"],
+            "posts": a["posts"],
+            "authors": len(a["authors"]),
+            "sentiment_sum": round(a["s"], 6),
+            "co_brands": top(a["co"]),
+            "co_entities": top(a["ent"]),
+        }
+        for key, a in acc.items()
+    }
+
+
+def first_events(
+    bootstrap: str, topic: str, posts: int, timeout: float = 240.0
+) -> tuple[list[EntityEvent], int]:
+    """Read ``topic`` until every post has an event; the first event of each (lowest offset) and the total."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"recount-{time.time_ns()}",
+            "auto.offset.reset": "earliest",
+        }
+    )
+    consumer.subscribe([topic])
+    first: dict[str, EntityEvent] = {}
+    total, deadline, quiet = 0, time.monotonic() + timeout, None
+    try:
+        while time.monotonic() < deadline and (quiet is None or time.monotonic() < quiet):
+            message = consumer.poll(0.5)
+            if message is None or message.error():
+                continue
+            event = EntityEvent.model_validate_json(message.value())
+            first.setdefault(event.post_id, event)  # one partition per post id: offset order is arrival
+            total += 1
+            if len(first) >= posts and quiet is None:
+                quiet = time.monotonic() + 5  # late repeats from the restarted worker
+    finally:
+        consumer.close()
+    assert len(first) == posts, f"{len(first)} of {posts} posts have an event"
+    return list(first.values()), total
+
+
+def test_worker_and_aggregator_killed_mid_stream_end_equal_to_a_recount_of_entities(
+    kafka_bootstrap, redis_url, rclient, aggregators, tmp_path, request
+):
+    names = Names.fresh(request.node.name)
+    topics = Topics(
+        f"{names.app_id}.raw",
+        names.entities,
+        f"{names.app_id}.dlq",
+        names.aggregates,
+        f"{names.app_id}.workers",
+    )
+    create_topics(kafka_bootstrap, [topics.raw, topics.entities, topics.dlq, names.aggregates], partitions=3)
+    samples = [
+        json.loads(line)
+        for line in (resources.files("stream_ner") / "samples" / "posts.jsonl").read_text().splitlines()
+        if line.strip()
+    ]
+    posts = []
+    for i in range(600):  # the sample texts over and over, as new posts, 0.5 s apart in event time
+        body = dict(samples[i % len(samples)], id=f"p{i:04d}")
+        body["created_at"] = (T0 + timedelta(seconds=i * 0.5)).isoformat()
+        posts.append((body["id"].encode(), json.dumps(body).encode()))
+    settings = {"grace_s": "600", "commit_interval_s": "30"}  # no post is late here: exactness only
+    log = tmp_path / "agg.log"
+    worker = start_worker(kafka_bootstrap, topics, tmp_path, "w0")
+    aggregators.append(start_aggregator(kafka_bootstrap, redis_url, names, log, **settings))
+    try:
+        worker.wait_assigned()
+        produce_raw(kafka_bootstrap, topics.raw, posts[:400])
+        deadline = time.monotonic() + 120
+        while aggregators[0].metric(COUNTED) < 150:
+            aggregators[0].alive()
+            assert worker.proc.poll() is None, worker.log()
+            assert time.monotonic() < deadline, aggregators[0].log()
+            time.sleep(0.1)
+        worker.kill()  # both mid-stream, neither has committed everything it wrote
+        aggregators[0].kill()
+        produce_raw(kafka_bootstrap, topics.raw, posts[400:])
+        worker = start_worker(kafka_bootstrap, topics, tmp_path, "w1")
+        aggregators.append(start_aggregator(kafka_bootstrap, redis_url, names, log, **settings))
+        events, total = first_events(kafka_bootstrap, topics.entities, len(posts))
+        expected = recount(events)
+        assert len(expected) > 50, "many brands and windows are checked"
+        reader = TopicReader(kafka_bootstrap, names.aggregates)
+        try:
+            wait_exact(reader, rclient, names.prefix, expected, aggregators[-1], timeout=180)
+        finally:
+            reader.close()
+        print(f"{total} entity events for {len(posts)} posts; {len(expected)} brand windows exact")
+    finally:
+        if worker.proc.poll() is None:
+            worker.terminate()
