@@ -292,28 +292,31 @@ class PaneState:
                     done.changed.add(window_id)
             if pane.offset >= offset and pane_id not in dirty_panes:  # 2. (not: changed by this very call)
                 continue
-            self._add(pane, mention, offset)
+            co_brands, co_entities = self._add(pane, mention, offset)
             dirty_panes.add(pane_id)
-            for window_id, view in views:
-                view.co_brands.add(mention.co_brands)
-                view.co_entities.add(mention.co_entities)
+            for window_id, view in views:  # a window counts what its panes count, cap included
+                view.co_brands.add(co_brands)
+                view.co_entities.add(co_entities)
                 done.changed.add(window_id)
         if counted:
             done.counted += 1
         else:
             done.late += 1
 
-    def _add(self, pane: Pane, mention: BrandMention, offset: int) -> None:
+    def _add(self, pane: Pane, mention: BrandMention, offset: int) -> tuple[list[str], list[str]]:
+        """Count the mention in the pane; the co-mentions it counted (within the pane's cap)."""
         pane.offset = offset
         pane.mentions += mention.mentions
         pane.posts += 1
         if mention.sentiment is not None:
             pane.sentiment_sum += mention.sentiment
             pane.sentiment_count += 1
-        _tally(pane.co_brands, mention.co_brands, self.settings.max_co_mentions)
-        _tally(pane.co_entities, mention.co_entities, self.settings.max_co_mentions)
         if len(pane.samples) < self.settings.samples:
             pane.samples.append(mention.post_id)
+        limit = self.settings.max_co_mentions
+        return _tally(pane.co_brands, mention.co_brands, limit), _tally(
+            pane.co_entities, mention.co_entities, limit
+        )
 
     def _view(self, window_id: WindowId, family: Family) -> WindowView:
         view = self.views.get(window_id)
@@ -478,13 +481,18 @@ class PaneState:
         return state
 
 
-def _tally(counts: dict[str, int], seen: tuple[str, ...], limit: int) -> None:
-    # Exact counts for the first ``limit`` distinct ids of a pane; later new ids are ignored.
+def _tally(counts: dict[str, int], seen: tuple[str, ...], limit: int) -> list[str]:
+    """Exact counts for the first ``limit`` distinct ids of a pane, later new ids ignored; those counted."""
+    counted = []
     for item in seen:
         if item in counts:
             counts[item] += 1
         elif len(counts) < limit:
             counts[item] = 1
+        else:
+            continue
+        counted.append(item)
+    return counted
 
 
 def iso_ms(ms: int) -> str:

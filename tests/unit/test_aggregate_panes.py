@@ -267,3 +267,14 @@ def test_released_windows_stay_exact_across_a_crash(seed):
     kept = PaneState(0, SETTINGS)
     kept.apply(records)
     assert len(restored.panes) < len(kept.panes), "released windows take their panes with them"
+
+
+def test_the_co_mention_cap_of_a_pane_is_the_same_after_a_restore():
+    settings = AggregateSettings(windows=WINDOWS, grace_s=3600, max_co_mentions=2, top_n=5)
+    stream = [mention(f"p{i}", "nike", 1 + i, source_offset=i, co_brands=(f"b{i}",)) for i in range(4)]
+    state = PaneState(0, settings)
+    done = state.apply(records_of(stream))
+    restored = PaneState.restore(0, settings, replay_log(done.writes).items())
+    window = ("5m", T0, "nike")
+    assert state.record(window)["co_brands"] == [{"id": "b0", "count": 1}, {"id": "b1", "count": 1}]
+    assert restored.record(window) == state.record(window)
