@@ -1,4 +1,4 @@
-"""Message contracts on the wire: ``Post`` in, ``EntityEvent`` and ``Rejected`` out, ``BrandAggregate``.
+"""Message contracts: ``Post`` in; ``EntityEvent``, ``Rejected``, ``BrandAggregate`` and ``BrandAlert`` out.
 
 Every value is UTF-8 JSON. Input is validated at the edge by ``parse_post``, a pure function that either
 returns a ``Post`` or raises ``InvalidPost`` with a stable ``code``; the worker turns the latter into a
@@ -174,6 +174,36 @@ class BrandAggregate(BaseModel):
 
     def key(self) -> str:
         """Record key on ``brand-aggregates``: ``<brand>|<window>|<window start, ISO 8601 UTC>``."""
+        return f"{self.brand}|{self.window}|{iso_utc(self.window_start)}"
+
+
+class BrandAlert(BaseModel):
+    """A spike: a brand's mentions in a window rose above its trailing mean by more than ``threshold_z`` SD.
+
+    On ``brand-alerts``, keyed by ``key()``: at most one alert per brand and window (the dashboard that
+    detects it first claims the key in Redis, see ``stream_ner.dashboard.alerts``). ``mentions`` is the
+    count when the spike was detected, in a window that may still be open. The trailing mean and standard
+    deviation are over the ``history`` previous windows of the same size that had data; the deviation used
+    in ``score`` is at least 1 mention.
+    """
+
+    model_config = _FROZEN
+
+    brand: str = Field(description="Catalog brand id, or '~' + surface form for an unknown brand.")
+    window: str = Field(description="Window family name, e.g. '1m'.")
+    window_start: datetime
+    window_end: datetime = Field(description="Exclusive.")
+    mentions: int = Field(ge=0)
+    trailing_mean: float = Field(ge=0.0)
+    trailing_stdev: float = Field(ge=0.0)
+    history: int = Field(ge=0, description="Previous windows in the mean.")
+    score: float = Field(description="(mentions - mean) / max(stdev, 1).")
+    threshold_z: float = Field(description="The spike rule's Z.")
+    min_mentions: int = Field(description="The spike rule's minimum count.")
+    detected_at: datetime
+
+    def key(self) -> str:
+        """Record key on ``brand-alerts``: ``<brand>|<window>|<window start, ISO 8601 UTC>``."""
         return f"{self.brand}|{self.window}|{iso_utc(self.window_start)}"
 
 

@@ -65,6 +65,7 @@ class TopicSettings(BaseModel):
     entities: str = Field(default="entities", description="Output topic of entity events.")
     brand_aggregates: str = Field(default="brand-aggregates", description="Output topic of brand aggregates.")
     dlq: str = Field(default="raw-posts.dlq", description="Dead-letter topic of rejected posts.")
+    brand_alerts: str = Field(default="brand-alerts", description="Output topic of brand spike alerts.")
     spec_dir: Path | None = Field(
         default=None, description="Directory of topic specs; None: the shipped ones."
     )

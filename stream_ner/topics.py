@@ -194,10 +194,11 @@ def _led(topic: Any, partitions: int) -> bool:
 
 def json_schemas() -> dict[str, dict[str, Any]]:
     """The JSON Schema of every message value this package defines, by file name under ``topics/schemas``."""
-    from stream_ner.messages import BrandAggregate, EntityEvent, Post, Rejected
+    from stream_ner.messages import BrandAggregate, BrandAlert, EntityEvent, Post, Rejected
 
     return {
         "brand-aggregate.schema.json": _schema(BrandAggregate, "serialization"),
+        "brand-alert.schema.json": _schema(BrandAlert, "serialization"),
         "post.schema.json": _schema(Post, "mode_validation"),
         "entity-event.schema.json": _schema(EntityEvent, "serialization"),
         "rejected.schema.json": _schema(Rejected, "serialization"),

@@ -16,7 +16,7 @@ def test_committed_schemas_match_the_models():
 def test_every_spec_names_a_setting_and_an_existing_schema():
     settings = Settings(topics=TopicSettings(entities="custom-entities", replication_factor=1))
     specs = {s.setting: s for s in topics.load_specs(settings)}
-    assert set(specs) == {"raw_posts", "entities", "brand_aggregates", "dlq"}
+    assert set(specs) == {"raw_posts", "entities", "brand_aggregates", "dlq", "brand_alerts"}
     assert specs["entities"].name == "custom-entities"
     for spec in specs.values():
         assert spec.replication_factor == 1
