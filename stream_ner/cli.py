@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "stream_ner.commands.config",
     "stream_ner.commands.aggregate",
     "stream_ner.commands.brands",
+    "stream_ner.commands.dashboard",
     "stream_ner.commands.local",
 )
 

@@ -2,7 +2,8 @@
 
 A plain ``pip install stream-ner`` runs the worker, ``produce``, ``tail``, ``topics``, ``brands`` and the
 ``model`` commands that only run a model (``predict``, ``eval``). The aggregator needs the ``aggregate``
-extra (faust-streaming); training, export and the benchmark need ``offline`` (torch, transformers).
+extra (faust-streaming), the dashboard the ``dashboard`` extra (starlette, uvicorn); training, export and
+the benchmark need ``offline`` (torch, transformers).
 A command that uses an optional part calls ``require`` first, which raises ``MissingExtra`` naming the
 ``pip install`` to run (the habit of httpx's optional parts) instead of failing later, deep inside, with
 a ``ModuleNotFoundError``.
@@ -16,6 +17,7 @@ from stream_ner.errors import MissingExtra
 
 EXTRAS: dict[str, tuple[str, ...]] = {
     "aggregate": ("faust", "cramjam"),
+    "dashboard": ("starlette", "uvicorn", "orjson"),
     "offline": ("torch", "transformers", "onnx", "onnxscript"),
 }
 """The modules each extra installs that its commands import."""

@@ -194,6 +194,38 @@ class AggregateSettings(BaseModel):
     metrics_port: int = Field(default=9401, ge=0, description="Prometheus /metrics; 0: off.")
 
 
+class DashboardSettings(BaseModel):
+    """The live brand dashboard (``stream-ner dashboard``) and its spike rule."""
+
+    host: str = Field(default="127.0.0.1", description="Address the dashboard listens on.")
+    port: int = Field(default=8088, ge=0, le=65535, description="HTTP port of the dashboard.")
+    token: SecretStr | None = Field(
+        default=None,
+        description="Access token; when set, every route answers 401 without it "
+        "(?token=, then a cookie, or Authorization: Bearer).",
+    )
+    leaderboard_rows: int = Field(default=50, ge=1, description="Brands listed on a leaderboard.")
+    refresh_ms: int = Field(
+        default=500, ge=50, description="Leaderboards are re-read from Redis at most this often."
+    )
+    feed_events: int = Field(default=100, ge=1, description="Newest entity events a browser gets on connect.")
+    brand_posts: int = Field(default=20, ge=1, description="Latest posts kept per brand for its page.")
+    lookback_s: int = Field(
+        default=300, ge=0, description="At start, the live feed reads entities from this many seconds back."
+    )
+    spike_z: float = Field(
+        default=3.0, gt=0, description="A spike: mentions above the trailing mean by more than this many SD."
+    )
+    spike_min_mentions: int = Field(
+        default=5, ge=1, description="Fewer mentions in the window are never a spike."
+    )
+    spike_history: int = Field(default=10, ge=2, description="Previous windows in the trailing mean.")
+    spike_min_history: int = Field(
+        default=3, ge=2, description="Previous windows with data needed before a brand can spike."
+    )
+    alerts: bool = Field(default=True, description="Produce spike alerts to the brand_alerts topic.")
+
+
 class Settings(BaseSettings):
     """All settings of one stream-ner process."""
 
@@ -206,6 +238,7 @@ class Settings(BaseSettings):
     redis: RedisSettings = Field(default_factory=RedisSettings)
     brands: BrandSettings = Field(default_factory=BrandSettings)
     aggregate: AggregateSettings = Field(default_factory=AggregateSettings)
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
     log_format: Literal["json", "text"] = Field(default="text", description="json: one object per line.")
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
 

@@ -56,6 +56,12 @@ def test_a_plain_install_runs_the_worker_and_names_the_missing_extras(tmp_path):
         "stream-ner: error: `stream-ner aggregate` needs the 'aggregate' extra "
         "(faust, cramjam not installed): pip install 'stream-ner[aggregate]'\n"
     )
+    dashboard = subprocess.run([script, "dashboard"], capture_output=True, text=True, timeout=60)
+    assert dashboard.returncode == 2
+    assert dashboard.stderr == (
+        "stream-ner: error: `stream-ner dashboard` needs the 'dashboard' extra "
+        "(starlette, uvicorn, orjson not installed): pip install 'stream-ner[dashboard]'\n"
+    )
     train = subprocess.run([script, "model", "train"], capture_output=True, text=True, timeout=60)
     assert train.returncode == 2
     assert train.stderr.startswith("stream-ner: error: `stream-ner model train` needs the 'offline' extra (")

@@ -1,0 +1,57 @@
+"""``stream-ner dashboard``: the live brand dashboard in the browser (the ``dashboard`` extra)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``dashboard`` command."""
+    parser = subparsers.add_parser(
+        "dashboard",
+        help="serve the live brand dashboard: leaderboards, brand pages, spikes, live feed",
+        description="Serve the brand dashboard, read from the aggregator's Redis keys and the entities "
+        "topic. Settings: the 'dashboard', 'redis', 'aggregate' (windows) and 'topics' sections.",
+    )
+    parser.add_argument("--host", help="address to listen on (default: dashboard.host, 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (default: dashboard.port, 8088)")
+    parser.set_defaults(handler=_run)
+
+
+def url(host: str, port: int) -> str:
+    """The address a browser opens."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    return f"http://{f'[{shown}]' if ':' in shown else shown}:{port}/"
+
+
+def _run(args: argparse.Namespace) -> int:
+    from stream_ner.extras import require
+
+    require("dashboard", "`stream-ner dashboard`")
+    import uvicorn
+
+    from stream_ner.dashboard.server import create_app
+    from stream_ner.logs import configure_logging
+    from stream_ner.settings import load_settings
+
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format, "dashboard")
+    host = args.host or settings.dashboard.host
+    port = settings.dashboard.port if args.port is None else args.port
+    config = uvicorn.Config(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        ws="none",
+        http="h11",
+        loop="asyncio",
+        timeout_graceful_shutdown=3,
+    )
+    server = uvicorn.Server(config)
+    token = " (access token required: add ?token=...)" if settings.dashboard.token else ""
+    print(f"dashboard at {url(host, port)}{token}", flush=True)
+    server.run()
+    return 0
