@@ -15,18 +15,19 @@ $(VENV)/.runtime: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.aggregate: pyproject.toml $(VENV)/.runtime
-	$(BIN)/pip install -q -e ".[aggregate]"
+	$(BIN)/pip install -q -e ".[aggregate,dashboard]"
 	touch $@
 
 $(VENV)/.dev: pyproject.toml $(VENV)/.runtime
-	$(BIN)/pip install -q -e ".[aggregate,offline,loadtest,dev]"
+	$(BIN)/pip install -q -e ".[aggregate,dashboard,offline,loadtest,dev]"
+	deploy/local/install-deps.sh --browser
 	touch $@
 
 install: $(VENV)/.runtime          ## the plain runtime: worker, produce, tail, topics, local Kafka and Redis
-install-aggregate: $(VENV)/.aggregate  ## plus the aggregator (faust-streaming)
-install-dev: $(VENV)/.dev          ## everything, including the offline stack (torch) for tests and training
+install-aggregate: $(VENV)/.aggregate  ## plus the aggregator (faust-streaming) and the dashboard
+install-dev: $(VENV)/.dev          ## everything, including the offline stack (torch) and Chromium for tests
 
-demo: install-aggregate            ## local Kafka + Redis, topics, 2 workers, aggregator, sample posts streamed in
+demo: install-aggregate            ## local Kafka + Redis, topics, 2 workers, aggregator, dashboard, sample posts
 	$(BIN)/stream-ner demo
 
 test: install-dev                  ## unit + integration tests on a real local Kafka broker and Redis
