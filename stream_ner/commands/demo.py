@@ -1,9 +1,10 @@
 """``stream-ner demo``: the whole pipeline on this machine, in one command.
 
 Starts a local Kafka broker and Redis (``stream_ner.localstack``), creates the topics, starts two
-inference workers and the aggregator as child processes (each with its own free metrics port), streams
-the shipped sample posts into ``raw-posts`` and prints entity events as they arrive, with the brand
-leaderboard from Redis now and then.
+inference workers, the aggregator and the dashboard as child processes (each with its own free port; the
+dashboard on ``dashboard.port`` when that is free), prints the dashboard's URL, streams the shipped sample
+posts into ``raw-posts`` and prints entity events as they arrive, with the brand leaderboard from Redis
+now and then.
 
 The demo watches its children: when one exits, it says which, prints the end of its log and stops
 everything with exit code 1. Ctrl-C (or the end of ``--duration``) stops every process it started, in
@@ -35,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--rate", type=float, default=10.0, help="sample posts per second")
     parser.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds; 0: Ctrl-C")
     parser.add_argument("--no-aggregate", action="store_true", help="do not start the aggregator")
+    parser.add_argument("--no-dashboard", action="store_true", help="do not start the dashboard")
     parser.add_argument("--leaderboard-every", type=float, default=20.0, help="seconds between leaderboards")
     parser.set_defaults(handler=run)
 
@@ -78,6 +80,11 @@ def run(args: argparse.Namespace) -> int:
             f"the demo's aggregator needs the 'aggregate' extra ({', '.join(absent)} not installed): "
             f"{hint('aggregate')}, or run `stream-ner demo --no-aggregate`"
         )
+    if not args.no_dashboard and (absent := missing("dashboard")):
+        raise MissingExtra(
+            f"the demo's dashboard needs the 'dashboard' extra ({', '.join(absent)} not installed): "
+            f"{hint('dashboard')}, or run `stream-ner demo --no-dashboard`"
+        )
     console = Console()
     run_dir = Path(tempfile.mkdtemp(prefix="stream-ner-demo-"))
     children: list[Child] = []
@@ -111,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
             aggregate_env = env | {"STREAM_NER_AGGREGATE__METRICS_PORT": str(port)}
             children.append(_child(stack, "aggregator", ["aggregate"], aggregate_env, run_dir))
             console.print(f"[bold]aggregator[/] starting (metrics on port {port})")
+        if not args.no_dashboard:
+            children.append(_dashboard(stack, env, run_dir, console))
         produce = ["produce", "samples", "--loop", "--stamp", "--rate", str(args.rate)]
         children.append(_child(stack, "producer", produce, env, run_dir))
         console.print(f"[bold]streaming sample posts[/] at {args.rate:g}/s; Ctrl-C stops everything\n")
@@ -152,6 +161,27 @@ def _child(stack: ExitStack, name: str, args: list[str], env: dict[str, str], ru
 
     stack.callback(stop)
     return Child(name, proc, log)
+
+
+def _dashboard(stack: ExitStack, env: dict[str, str], run_dir: Path, console: Any) -> Child:
+    """Start the dashboard on ``dashboard.port`` (a free port when that one is taken); print its URL."""
+    import socket
+
+    from stream_ner import localstack
+    from stream_ner.commands.dashboard import url
+    from stream_ner.settings import load_settings
+
+    dashboard = load_settings().dashboard
+    port = dashboard.port
+    with socket.socket() as probe:
+        try:
+            probe.bind((dashboard.host, port))
+        except OSError:
+            port = localstack.free_port()
+    child = _child(stack, "dashboard", ["dashboard", "--port", str(port)], env, run_dir)
+    token = " (add ?token=<STREAM_NER_DASHBOARD__TOKEN>)" if dashboard.token else ""
+    console.print(f"[bold]dashboard[/] at [bold cyan]{url(dashboard.host, port)}[/]{token}")
+    return child
 
 
 def _died(console: Any, exited: ChildExited) -> int:

@@ -13,7 +13,7 @@ from contextlib import ExitStack, contextmanager
 
 @contextmanager
 def taken(*ports: int) -> Iterator[None]:
-    """Hold the given ports (the workers' and the aggregator's defaults) while the demo runs."""
+    """Hold the given ports (workers', aggregator's, dashboard's defaults) while the demo runs."""
     with ExitStack() as stack:
         for port in ports:
             sock = stack.enter_context(socket.socket())
@@ -36,13 +36,15 @@ def demo(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
 
 
 def test_demo_children_stay_alive_on_free_ports_and_events_arrive():
-    with taken(9400, 9401, 9402):
+    with taken(9400, 9401, 9402, 8088):
         done = demo("--duration", "40", "--leaderboard-every", "15")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     summary = re.search(r"(\d+) entity events in (\d+) s; ran throughout: (.*)", done.stdout)
     assert summary, done.stdout[-3000:]
     assert int(summary.group(1)) > 0
-    assert summary.group(3).split(", ") == ["worker-1", "worker-2", "aggregator", "producer"]
+    assert summary.group(3).split(", ") == ["worker-1", "worker-2", "aggregator", "dashboard", "producer"]
+    dashboard = re.search(r"dashboard at http://127\.0\.0\.1:(\d+)/", done.stdout)
+    assert dashboard and dashboard.group(1) != "8088", done.stdout[-3000:]  # the default port was taken
     assert "exited with code" not in done.stdout
 
 
