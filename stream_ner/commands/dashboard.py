@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -14,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "topic. Settings: the 'dashboard', 'redis', 'aggregate' (windows) and 'topics' sections.",
     )
     parser.add_argument("--host", help="address to listen on (default: dashboard.host, 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="port (default: dashboard.port, 8088)")
+    parser.add_argument("--port", type=int, help="port (default: dashboard.port, 8088; 0: a free one)")
     parser.set_defaults(handler=_run)
 
 
@@ -37,11 +38,10 @@ def _run(args: argparse.Namespace) -> int:
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format, "dashboard")
     host = args.host or settings.dashboard.host
-    port = settings.dashboard.port if args.port is None else args.port
+    sock = _listen(host, settings.dashboard.port if args.port is None else args.port)
+    port = int(sock.getsockname()[1])
     config = uvicorn.Config(
         create_app(settings),
-        host=host,
-        port=port,
         log_level="warning",
         access_log=False,
         lifespan="on",
@@ -50,8 +50,27 @@ def _run(args: argparse.Namespace) -> int:
         loop="asyncio",
         timeout_graceful_shutdown=3,
     )
-    server = uvicorn.Server(config)
     token = " (access token required: add ?token=...)" if settings.dashboard.token else ""
     print(f"dashboard at {url(host, port)}{token}", flush=True)
-    server.run()
+    uvicorn.Server(config).run(sockets=[sock])
     return 0
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port`` (0: a free port); ``ConfigError`` in one line when taken."""
+    from stream_ner.errors import ConfigError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            f"cannot serve the dashboard on {host}:{port} ({exc.strerror}): choose another port with --port "
+            "or STREAM_NER_DASHBOARD__PORT"
+        ) from exc
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock

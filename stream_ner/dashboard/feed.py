@@ -185,12 +185,12 @@ class EntityTail:
         while not self._stop.is_set():
             try:
                 topic = consumer.list_topics(self.topic, timeout=5).topics.get(self.topic)
-            except KafkaException:
-                topic = None
-            if topic is not None and topic.error is None and topic.partitions:
-                wanted = [TopicPartition(self.topic, p, since_ms) for p in sorted(topic.partitions)]
-                consumer.assign(consumer.offsets_for_times(wanted, timeout=10))
-                return True
+                if topic is not None and topic.error is None and topic.partitions:
+                    wanted = [TopicPartition(self.topic, p, since_ms) for p in sorted(topic.partitions)]
+                    consumer.assign(consumer.offsets_for_times(wanted, timeout=10))
+                    return True
+            except KafkaException as exc:  # brokers unreachable: the error callback said so; try again
+                log.debug("entities not readable yet: %s", exc)
             self._stop.wait(2.0)
         return False
 

@@ -102,6 +102,20 @@ def test_a_taken_aggregator_metrics_port_is_one_line():
     )
 
 
+def test_a_taken_dashboard_port_is_one_line():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = stream_ner("dashboard", "--port", str(port), env=UNREACHABLE)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert messages(done.stderr)[-1] == (
+        f"stream-ner: error: cannot serve the dashboard on 127.0.0.1:{port} (Address already in use): choose "
+        "another port with --port or STREAM_NER_DASHBOARD__PORT"
+    )
+
+
 @pytest.mark.parametrize(
     ("args", "env", "expected"),
     [

@@ -227,7 +227,7 @@
         el("span", null, el("b", { text: String(board.total_mentions) }), " mentions"),
         el("span", null, el("b", { text: String(board.brands) }), " brands")
       );
-      $("board").dataset.renderedMs = String(Date.now());
+      Object.assign($("board").dataset, { renderedMs: String(Date.now()), window: board.window, start: String(board.start) });
       if (!performance.getEntriesByName("board-rendered").length && rows.length) {
         performance.mark("board-rendered");
       }
@@ -305,7 +305,11 @@
       "li",
       {
         class: fresh ? "fresh" : "",
-        dataset: { postId: item.post_id, entitiesMs: String(item.entities_ms), receivedMs: String(item.received_ms) },
+        dataset: {
+          postId: item.post_id,
+          entitiesMs: String(item.entities_ms),
+          ...(item.received_ms ? { receivedMs: String(item.received_ms) } : {}),
+        },
       },
       meta,
       text
