@@ -59,6 +59,12 @@ def _start(config: pytest.Config, start: Callable[[], localstack.LocalService]) 
     return service
 
 
+@pytest.fixture
+def report(pytestconfig: pytest.Config) -> Callable[[str], None]:
+    """``report(line)``: a line for the end of the run's summary (measured figures, where files went)."""
+    return lambda line: pytestconfig.stash.setdefault(_STARTUPS, []).append(line)
+
+
 @pytest.fixture(scope="session")
 def kafka_service(pytestconfig: pytest.Config) -> Iterator[localstack.LocalService]:
     """The run's single-node Kafka broker on a free port."""
