@@ -3,8 +3,8 @@
 Topology (``A`` is ``aggregate.app_id``, also the consumer group)::
 
     entities ──agent "rekey"──▶ A-by-brand ──agent "windows"──▶ outboxes (every flush_interval_ms)
-       │   (batches; first event     (one record per          │   ├─▶ brand-aggregates (brand|window|start)
-       │    per post; by brand)       partition and batch)    │   └─▶ Redis (see ``redis_sink``)
+       │   (batches; first event     (one record per          │   ├─▶ brand-aggregates (``topic_sink``)
+       │    per post; by brand)       partition and batch)    │   └─▶ Redis (``redis_sink``)
        └─ table "posts": A-posts-changelog                    └─ table "state": A-state-changelog
           (post markers, one partition per entities one)          (panes, authors, finals, marks, clock)
 
@@ -24,20 +24,17 @@ settings (SSL, SASL) are the workers' own, mapped to faust credentials.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import tempfile
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from stream_ner.aggregate.metrics import AggregateMetrics
-from stream_ner.aggregate.outbox import Outbox, Record
+from stream_ner.aggregate.outbox import Outbox
 from stream_ner.aggregate.panes import Write
 from stream_ner.aggregate.redis_sink import RedisSink
 from stream_ner.aggregate.stages import Stages
+from stream_ner.aggregate.topic_sink import TopicSink
 from stream_ner.errors import ConfigError, KafkaUnavailable
 from stream_ner.settings import KafkaSettings, Settings
 
@@ -172,18 +169,11 @@ def build_app(settings: Settings, metrics: AggregateMetrics) -> Any:
         key_serializer="raw",
         value_serializer="raw",
     )
-    output = app.topic(settings.topics.brand_aggregates, key_serializer="raw", value_serializer="raw")
     schema: Any = faust.Schema(key_serializer="json", value_serializer="json")
     posts = app.Table("posts", partitions=sources, schema=schema)
     state = app.Table("state", partitions=conf.partitions, schema=schema)
 
-    async def write_topic(records: Sequence[Record]) -> None:
-        try:
-            pending = [await output.send(key=_record_key(r).encode(), value=orjson.dumps(r)) for r in records]
-            await asyncio.gather(*pending)
-        except Exception as exc:  # aiokafka errors: retried by the outbox
-            raise KafkaUnavailable(f"cannot write {settings.topics.brand_aggregates}: {exc}") from exc
-
+    topic = TopicSink(settings.kafka, settings.topics.brand_aggregates)
     redis = RedisSink(
         settings.redis.url, settings.redis.key_prefix, conf.redis_ttl_s, conf.redis_stream_maxlen
     )
@@ -198,7 +188,7 @@ def build_app(settings: Settings, metrics: AggregateMetrics) -> Any:
 
     outboxes = [
         Outbox(name, write, interval_s=interval, final_only=final_only, on_written=written, on_error=failed)
-        for name, write in (("topic", write_topic), ("redis", redis.write))
+        for name, write in (("topic", topic.write), ("redis", redis.write))
     ]
     stages = Stages(conf, sources, outboxes, metrics)
     within = conf.batch_wait_ms / 1000
@@ -246,11 +236,6 @@ def build_app(settings: Settings, metrics: AggregateMetrics) -> Any:
         metrics.panes.set(sum(len(s.panes) for s in stages.panes.values()))
 
     return app
-
-
-def _record_key(record: Record) -> str:
-    """Key on ``brand-aggregates``: ``<brand>|<window>|<window start>`` (as ``BrandAggregate.key``)."""
-    return f"{record['brand']}|{record['window']}|{record['window_start']}"
 
 
 def _assigned(app: Any, topic: str) -> set[int]:

@@ -23,6 +23,7 @@ class AggregateMetrics:
     stream_time: Gauge
     post_markers: Gauge
     panes: Gauge
+    assigned: Gauge
 
     @classmethod
     def create(cls) -> AggregateMetrics:
@@ -70,4 +71,10 @@ class AggregateMetrics:
                 registry=r,
             ),
             panes=Gauge(f"{p}panes", "Panes held in memory.", registry=r),
+            assigned=Gauge(
+                f"{p}assigned_partitions",
+                "Partitions this process holds, by stage: rekey (entities), windows (by-brand).",
+                ["stage"],
+                registry=r,
+            ),
         )

@@ -36,7 +36,7 @@ class Outbox:
         *,
         interval_s: float,
         final_only: bool = False,
-        max_batch: int = 500,
+        max_batch: int = 2000,
         max_backoff_s: float = 5.0,
         on_written: Callable[[str, int], None] | None = None,
         on_error: Callable[[str, Exception], None] | None = None,

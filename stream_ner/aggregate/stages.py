@@ -160,6 +160,7 @@ class Stages:
         items = _by_partition(table, new)
         for partition in new:
             self.first_events[partition] = FirstEvents.restore(partition, self.horizon_ms, items[partition])
+        self.metrics.assigned.labels("rekey").set(len(self.first_events))
         if new:
             markers = sum(len(self.first_events[p].markers) for p in new)
             log.info("entities partitions %s restored: %d post markers", sorted(new), markers)
@@ -177,6 +178,7 @@ class Stages:
             self.panes[partition] = state
             self._mark([(partition, w) for w in state.windows()])
             log.info("by-brand partition %d restored: %d windows", partition, len(state.windows()))
+        self.metrics.assigned.labels("windows").set(len(self.panes))
 
     def _mark(self, keys: list[OutboxKey]) -> None:
         if keys:
