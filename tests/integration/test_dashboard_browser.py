@@ -98,6 +98,8 @@ def http(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
             return response.status, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()
+    except OSError:  # not listening yet
+        return 0, b""
 
 
 def wait_for(what: str, check, timeout: float, every: float = 0.2):  # noqa: ANN001, ANN201
