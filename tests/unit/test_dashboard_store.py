@@ -144,3 +144,16 @@ def test_brand_page_points_gaps_and_co_mentions_from_the_record():
     assert [(c.id, c.name, c.count) for c in page.co_brands] == [("adidas", "Adidas", 3)]
     assert [(c.label, c.name, c.count) for c in page.co_entities] == [("LOC", "london", 2)]
     assert page.sample_post_ids == ["p1"]
+
+
+def test_every_spiking_row_becomes_one_alert_keyed_by_brand_window_and_start():
+    from stream_ner.dashboard.alerts import alerts_of
+
+    plan = plan_board([T - 180, T - 120, T - 60, T], MINUTE, history=3)
+    assert plan is not None
+    history = [{"nike": 2}, {"nike": 1}, {"nike": 2}]
+    board = build_board(MINUTE, plan, {"nike": 40, "adidas": 1}, history[0], history, {}, NAMES, 10, RULE)
+    [alert] = alerts_of(board, RULE.z, RULE.min_mentions, now=datetime(2024, 5, 1, 12, 0, 30, tzinfo=UTC))
+    assert alert.key() == "nike|1m|2024-05-01T12:00:00Z"
+    assert (alert.mentions, alert.history, alert.threshold_z, alert.min_mentions) == (40, 3, 3.0, 5)
+    assert alert.window_end == datetime(2024, 5, 1, 12, 1, tzinfo=UTC)
