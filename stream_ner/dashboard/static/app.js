@@ -176,7 +176,11 @@
     rows.forEach((row, i) => {
       const bar = el("span", { class: "bar" });
       bar.style.width = Math.max(2, (row.mentions / top) * 70) + "px";
-      const name = el("span", { class: row.unknown ? "unknown" : "", text: row.name });
+      const name = el("span", {
+        class: row.unknown ? "unknown" : "",
+        text: row.name,
+        title: row.unknown ? "not in the brand catalog" : row.brand,
+      });
       const tr = el(
         "tr",
         {
@@ -192,7 +196,6 @@
             "div",
             { class: "brandcell" },
             name,
-            row.name !== row.brand && !row.unknown ? el("span", { class: "id", text: row.brand }) : null,
             row.spike
               ? el("span", {
                   class: "badge",
