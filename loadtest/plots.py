@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 
 from loadtest.measure import cdf, decode
-from loadtest.schema import MaxrateDoc, ResultFiles, SoakDoc, WorkersDoc, find_step
+from loadtest.schema import AggregateDoc, MaxrateDoc, ResultFiles, SoakDoc, WorkersDoc, find_step
 
 DPI = 72
 
@@ -181,6 +181,30 @@ def plot_soak(soak: SoakDoc, path: Path) -> bool:
     bottom.set_ylabel("latency (ms)")
     bottom.set_xlabel("seconds")
     bottom.legend(loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return True
+
+
+def plot_aggregate(doc: AggregateDoc, path: Path) -> bool:
+    """Events/s of each aggregator run, the baseline commit first, log scale."""
+    runs = doc["figures"]["runs"]
+    if not runs:
+        return False
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.6, 3.2))
+    labels = [f"{r['label']} ({i})" for i, r in enumerate(runs, start=1)]
+    rates = [r["events_per_s"] for r in runs]
+    colors = ["tab:grey" if r["code"] == "baseline" else "tab:blue" for r in runs]
+    bars = ax.barh(labels, rates, color=colors)
+    ax.bar_label(bars, labels=[f"{v:.0f}" for v in rates], padding=3, fontsize=7)
+    ax.set_xscale("log")
+    ax.axvline(1000, color="tab:green", ls=":", label="aim: 1,000 events/s per process")
+    ax.invert_yaxis()
+    ax.set_xlabel("entity events/s to Redis (log scale)")
+    ax.set_title("aggregator alone (grey: an earlier commit)")
+    ax.legend(loc="upper right", fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)
     plt.close(fig)

@@ -6,7 +6,9 @@ measured about it as a ``schema.StepResult`` (JSON as it is written):
 1. the collector starts timing the step's posts (they carry the step name);
 2. the sampler starts (backlog, consumer lag, CPU and RSS of workers, broker and this process);
 3. the generator sends the schedule;
-4. unless ``drain=False``, the step waits (bounded) until every post sent came back as an event;
+4. unless ``drain=False``, the step waits (bounded) until every post sent came back as an event, and,
+   with an aggregator started (``start_aggregator``), until its consumer group has no lag left on
+   ``entities`` and on its by-brand topic (posts in, brand aggregates in Redis out);
 5. the collector stops timing the step (later events count as late), the sampler stops, and the figures
    are assembled.
 """
@@ -24,7 +26,7 @@ from loadtest import machine, schedule
 from loadtest.generate import LoadGenerator
 from loadtest.measure import EventCollector, LagProbe, Sampler, encode, median_of
 from loadtest.schema import Medians, PhaseRecord, Sample, StepResult
-from loadtest.stack import Broker, Topics, WorkerConfig, WorkerPool
+from loadtest.stack import AggregatorProcess, Broker, Topics, WorkerConfig, WorkerPool
 
 LEAD_S = 0.2  # the first post goes out this long after the step is registered
 
@@ -49,6 +51,17 @@ class Rig:
         self.collector: EventCollector | None = None
         self.generator: LoadGenerator | None = None
         self.lag: LagProbe | None = None
+        self.aggregator: AggregatorProcess | None = None
+        self._aggregator_lag: list[LagProbe] = []
+
+    def start_aggregator(self) -> None:
+        """From now on a ``stream-ner aggregate`` process reads the workers' events, and steps wait for it."""
+        self.aggregator = AggregatorProcess.start(self.broker.bootstrap, self.topics, self.pool.log_dir)
+        group = self.aggregator.group
+        self._aggregator_lag = [
+            LagProbe(self.broker.bootstrap, group, topic)
+            for topic in (self.topics.entities, f"{group}-by-brand")
+        ]
 
     def __enter__(self) -> Rig:
         task = self.progress.add_task(f"starting {self.count} worker(s) {self.config}", total=None)
@@ -67,6 +80,10 @@ class Rig:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        if self.aggregator is not None:
+            self.aggregator.stop()
+        for probe in self._aggregator_lag:
+            probe.close()
         self.pool.stop()
         for part in (self.collector, self.lag):
             if part is not None:
@@ -82,6 +99,8 @@ class Rig:
     def processes(self) -> dict[str, int]:
         """The processes whose CPU and RSS are sampled."""
         procs = self.pool.pids() | {"loadtest": os.getpid()}
+        if self.aggregator is not None:
+            procs["aggregate"] = self.aggregator.proc.pid
         if self.broker.pid is not None:
             procs["broker"] = self.broker.pid
         return procs
@@ -127,6 +146,9 @@ class Rig:
                 else False
             )
             self.pool.check_alive()
+            behind = (
+                self._aggregator_catch_up(drain_timeout_s or max(30.0, 3 * duration)) if drained else None
+            )
             worker_cpu_s = self._worker_cpu_s() - cpu_before
             collector.finish(label)
             done = collector.received(label)
@@ -176,7 +198,7 @@ class Rig:
             medians=_medians(sending, self.processes(), os.cpu_count() or 1),
             load_before=load_before,
             load_after=machine.load(),
-        )
+        ) | ({"aggregator_lag_end": behind[0], "aggregator_catch_up_s": behind[1]} if behind else {})
 
     def _batch_totals(self) -> tuple[float, float, float]:
         """Posts batched, batches and inference seconds so far, summed over the workers' metrics."""
@@ -197,6 +219,23 @@ class Rig:
             times = psutil.Process(pid).cpu_times()
             total += times.user + times.system
         return total
+
+    def _aggregator_catch_up(self, timeout_s: float) -> tuple[int, float] | None:  # 4.
+        """With an aggregator: its lag when it reached zero or the time ran out, and the seconds it took.
+
+        The lag is read from committed offsets, which the aggregator commits every 2 s: the time is an
+        upper bound, to about that.
+        """
+        if self.aggregator is None:
+            return None
+        began = time.monotonic()
+        while True:
+            self.aggregator.check_alive()
+            lag = sum(probe.lag() for probe in self._aggregator_lag)
+            waited = time.monotonic() - began
+            if lag == 0 or waited > timeout_s:
+                return lag, round(waited, 1)
+            time.sleep(0.25)
 
     def _drain(self, label: str, sent: int, timeout_s: float) -> bool:  # 4.
         assert self.collector is not None

@@ -129,6 +129,8 @@ class StepResult(TypedDict):
     batch: NotRequired[int]  # batching scenario
     wait_ms: NotRequired[int]
     precision: NotRequired[str]  # precision scenario
+    aggregator_lag_end: NotRequired[int]  # steps with the aggregator on: its lag when the step ended
+    aggregator_catch_up_s: NotRequired[float]  # and how long after the events it took to reach it
 
 
 class BareFigures(TypedDict):
@@ -198,6 +200,9 @@ class MaxrateFigures(TypedDict):
     latency_at_50pct: LatencySummary
     latency_at_90pct: LatencySummary
     p99_limit_ms: float
+    max_sustained_with_aggregator_posts_per_s: NotRequired[float | None]
+    with_aggregator_to_workers_only: NotRequired[float | None]
+    search_with_aggregator: NotRequired[list[VerdictRecord]]
 
 
 class MaxrateResult(ScenarioResult):
@@ -336,6 +341,48 @@ class SoakDoc(Header, SoakResult):
     """``results/soak.json``."""
 
 
+# -- aggregate ---------------------------------------------------------------------------------------------
+
+
+class AggregateRun(TypedDict):
+    """One drain of pre-loaded entity events by ``stream-ner aggregate`` processes (``aggregator``)."""
+
+    label: str
+    code: str  # "current", or "baseline": the aggregator of an earlier commit
+    processes: int
+    windows: str
+    events: int
+    mentions: int
+    drain_s: float
+    events_per_s: float
+    mentions_per_s: float
+    cpu_pct: list[float]  # per process, % of one core over the drain
+    rss_mb: list[float]  # per process, peak
+    exact: bool  # the 1-minute windows in Redis hold one post per mention generated
+    records_written: float
+    load_before: NotRequired[MachineLoad]
+
+
+class AggregateFigures(TypedDict):
+    """The figures of ``aggregate``."""
+
+    baseline_ref: str | None
+    runs: list[AggregateRun]
+    one_process_events_per_s: float  # median of the one-process runs with the default windows
+    speedup_vs_baseline: float | None
+    two_vs_one: float
+
+
+class AggregateResult(ScenarioResult):
+    """``aggregate``."""
+
+    figures: AggregateFigures
+
+
+class AggregateDoc(Header, AggregateResult):
+    """``results/aggregate.json``."""
+
+
 # -- a results directory -----------------------------------------------------------------------------------
 
 
@@ -347,6 +394,7 @@ class ResultFiles(TypedDict, total=False):
     batching: BatchingDoc
     precision: PrecisionDoc
     soak: SoakDoc
+    aggregate: AggregateDoc
 
 
 DOCUMENTS: dict[str, type] = {
@@ -355,6 +403,7 @@ DOCUMENTS: dict[str, type] = {
     "batching": BatchingDoc,
     "precision": PrecisionDoc,
     "soak": SoakDoc,
+    "aggregate": AggregateDoc,
 }
 """The document type of each scenario, in the order the report presents them."""
 

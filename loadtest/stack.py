@@ -227,3 +227,79 @@ class WorkerPool:
                 stdin=subprocess.DEVNULL,
             )
         return WorkerProcess(name, proc, port, log_path)
+
+
+@dataclass
+class AggregatorProcess:
+    """One ``stream-ner aggregate`` subprocess on a rig's ``entities`` topic, with its own Redis."""
+
+    proc: subprocess.Popen[bytes]
+    group: str
+    metrics_port: int
+    log_path: Path
+    redis: object  # the private ``localstack`` Redis this process writes to
+
+    @classmethod
+    def start(cls, bootstrap: str, topics: Topics, log_dir: Path) -> AggregatorProcess:
+        """Start the aggregator (default windows) and a private Redis; ready once it has partitions."""
+        from confluent_kafka.admin import AdminClient, NewTopic
+
+        from stream_ner import localstack
+
+        output = f"{topics.entities}.aggregates"
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        admin.create_topics([NewTopic(output, OUTPUT_PARTITIONS, 1)])[output].result(30)
+        wait_for_leaders(admin, [output])
+        redis = localstack.start_redis()
+        group = f"{topics.group}-aggregate"
+        port = free_port()
+        env = os.environ | {
+            "STREAM_NER_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+            "STREAM_NER_TOPICS__ENTITIES": topics.entities,
+            "STREAM_NER_TOPICS__BRAND_AGGREGATES": output,
+            "STREAM_NER_REDIS__URL": redis.url,
+            "STREAM_NER_AGGREGATE__APP_ID": group,
+            "STREAM_NER_AGGREGATE__REPLICATION_FACTOR": "1",
+            "STREAM_NER_AGGREGATE__METRICS_PORT": str(port),
+            "STREAM_NER_LOG_LEVEL": "WARNING",
+        }
+        log_path = log_dir / "aggregate.log"
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "stream_ner", "aggregate"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        started = cls(proc, group, port, log_path, redis)
+        deadline = time.monotonic() + 120
+        while not started.metrics():
+            started.check_alive()
+            if time.monotonic() > deadline:
+                started.stop()
+                raise RuntimeError(f"the aggregator did not start:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.5)
+        return started
+
+    def metrics(self) -> dict[str, float]:
+        """Its /metrics, or {} while it cannot be read."""
+        try:
+            return scrape(self.metrics_port, timeout=2.0)
+        except OSError:
+            return {}
+
+    def check_alive(self) -> None:
+        """Raise with the end of its log if it exited."""
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"the aggregator exited:\n{self.log_path.read_text(errors='replace')[-3000:]}")
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 30 s; stop its Redis."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.redis.stop()  # type: ignore[attr-defined]

@@ -17,7 +17,7 @@ def test_results_md_is_regenerated_from_the_result_files():
     docs = committed()
     images = {
         key: f"results/{key}.png"
-        for key in ("search", "latency_over_time", "workers", "soak", "latency_cdf")
+        for key in ("search", "latency_over_time", "workers", "soak", "aggregate", "latency_cdf")
         if (report.RESULTS / f"{key}.png").is_file()
     }
     expected = report.markdown(docs, images)
@@ -50,5 +50,19 @@ def test_plots_are_drawn_from_the_results(tmp_path: Path):
     assert plots.plot_latency_cdf(docs, tmp_path / "cdf.png")
     assert plots.plot_workers(docs["workers"], tmp_path / "workers.png")
     assert plots.plot_soak(docs["soak"], tmp_path / "soak.png")
+    assert plots.plot_aggregate(docs["aggregate"], tmp_path / "aggregate.png")
     for png in tmp_path.iterdir():
         assert png.read_bytes().startswith(b"\x89PNG")
+
+
+def test_aggregator_figures_are_consistent():
+    figures = committed()["aggregate"]["figures"]
+    runs = figures["runs"]
+    assert all(run["exact"] for run in runs), "every drain ended exact"
+    one = sorted(run["events_per_s"] for run in runs if run["label"] == "1 process")
+    assert figures["one_process_events_per_s"] == one[len(one) // 2]
+    base = [run for run in runs if run["code"] == "baseline"]
+    if base:
+        assert figures["speedup_vs_baseline"] == round(
+            figures["one_process_events_per_s"] / base[0]["events_per_s"], 1
+        )
