@@ -12,7 +12,8 @@ The cores (``dedupe``, ``panes``) decide; this module only moves bytes. Both age
 (``stream.take_events``) and write the state changes of a batch to the changelog themselves
 (``Table.send_changelog`` with the partition of the records that caused them), so a batch mixing partitions
 keeps every write on its own partition; the in-memory state lives in the cores, and faust's table store
-serves only to read the changelog back after a (re)assignment (``restore_*``, then cleared).
+serves only to read the changelog back after a (re)assignment (``restore_*``; then cleared, unless
+standby replicas keep their partitions in it).
 
 Known faust-streaming pitfalls, handled here: version >= 0.15.2 (rebalance fix) is required by the
 ``aggregate`` extra; every agent runs with ``concurrency=1`` (higher concurrency can commit offsets past
@@ -215,15 +216,21 @@ def build_app(settings: Settings, metrics: AggregateMetrics) -> Any:
             records = ((e.message.partition, e.message.offset, e.value) for e in events)
             _write_changelog(state, stages.apply(records))
 
+    # Without standbys, faust reads a newly assigned partition's changelog from the start, so the copy in
+    # its store is needed only until the cores are rebuilt; standbys keep their partitions there.
+    keep_store = conf.standby_replicas > 0
+
     @posts.on_recover
     async def posts_recovered() -> None:
         stages.restore_sources(_assigned(app, settings.topics.entities), posts.data.items())
-        posts.data.clear()
+        if not keep_store:
+            posts.data.clear()
 
     @state.on_recover
     async def state_recovered() -> None:
         stages.restore_panes(_assigned(app, by_brand.get_topic_name()), state.data.items())
-        state.data.clear()
+        if not keep_store:
+            state.data.clear()
 
     for outbox in outboxes:
         _start_outbox(app, outbox, stages, state)
