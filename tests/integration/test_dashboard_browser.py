@@ -92,10 +92,12 @@ class Stream:
 
 
 def http(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    """Status and body; only the status of an event stream (its body never ends)."""
     request = urllib.request.Request(url, headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, response.read()
+            streaming = response.headers.get_content_type() == "text/event-stream"
+            return response.status, b"" if streaming else response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()
     except OSError:  # not listening yet
