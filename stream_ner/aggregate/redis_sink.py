@@ -13,8 +13,9 @@ in epoch seconds; ``B`` a brand id, unknown brands starting with ``~``)::
 
 Every key but the stream has a TTL of ``aggregate.redis_ttl_s``, set when this process first writes the
 window; the sorted-set indexes drop members older than that TTL in event time. A batch is written in one
-MULTI/EXEC pipeline with HSET/ZADD of absolute values, never increments, so writing the same record twice,
-or an older batch replayed after a crash followed by the newer one, leaves the same state. Only the fields
+MULTI/EXEC pipeline with HSET/ZADD of absolute values, never increments (one ZADD per leaderboard and index
+per batch), so writing the same record twice, or an older batch replayed after a crash followed by the
+newer one, leaves the same state. Only the fields
 that changed since this process last wrote the window are sent (all of them on its first write, so a
 restarted process rewrites everything it holds). The stream only announces updates: a replay may
 announce a record twice.
@@ -101,6 +102,8 @@ def queue_writes(
     """
     written = {} if written is None else written
     now: dict[str, dict[str, Any]] = {}
+    tops: dict[str, dict[str, int]] = {}  # one ZADD per leaderboard and index, however many records
+    indexes: dict[str, dict[str, int]] = {}
     for record in records:
         start, brand, window = epoch_s(record["window_start"]), record["brand"], record["window"]
         agg = keys.agg(window, start, brand)
@@ -112,15 +115,11 @@ def queue_writes(
             continue
         pipe.hset(agg, mapping=changed)
         if before is None or "mentions" in changed:
-            top = keys.top(window, start)
-            pipe.zadd(top, {brand: record["mentions"]})
-            pipe.expire(top, ttl_s)
+            tops.setdefault(keys.top(window, start), {})[brand] = record["mentions"]
         if before is None:
             pipe.expire(agg, ttl_s)
             for index in (keys.series(window, brand), keys.windows(window)):
-                pipe.zadd(index, {str(start): start})
-                pipe.zremrangebyscore(index, "-inf", f"({start - ttl_s}")
-                pipe.expire(index, ttl_s)
+                indexes.setdefault(index, {})[str(start)] = start
         pipe.xadd(
             keys.updates(),
             {"brand": brand, "window": window, "start": start, "mentions": record["mentions"],
@@ -128,6 +127,13 @@ def queue_writes(
             maxlen=maxlen,
             approximate=True,
         )  # fmt: skip
+    for top, members in tops.items():
+        pipe.zadd(top, members)
+        pipe.expire(top, ttl_s)
+    for index, starts in indexes.items():
+        pipe.zadd(index, starts)
+        pipe.zremrangebyscore(index, "-inf", f"({max(starts.values()) - ttl_s}")
+        pipe.expire(index, ttl_s)
     return now
 
 
