@@ -437,6 +437,10 @@
   function drawCharts(page) {
     if (typeof uPlot === "undefined") return;
     const xs = page.points.map((p) => p.start);
+    // the whole span (an hour or a day) is on the axis, however few windows have data yet
+    const f = family(state.window);
+    const span = f.size_s < 3600 ? 3600 : 86400;
+    charts.xrange = page.start ? [page.start - span + f.size_s, page.start] : [0, 1];
     const mentions = page.points.map((p) => p.mentions);
     const sentiments = page.points.map((p) => p.sentiment);
     const hasSentiment = sentiments.some((s) => s !== null);
@@ -450,7 +454,7 @@
           width,
           height: 200,
           legend: { show: false },
-          scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(4, max * 1.15)] } },
+          scales: { x: { time: true, range: () => charts.xrange }, y: { range: (u, min, max) => [0, Math.max(4, max * 1.15)] } },
           series: [{}, { label: "mentions", stroke: "#5eb3ff", width: 2, fill: "rgba(94,179,255,0.14)", points: { size: 4 } }],
           axes: [axis(), axis()],
         },
@@ -462,7 +466,7 @@
           width,
           height: 200,
           legend: { show: false },
-          scales: { x: { time: true }, y: { range: [-1, 1] } },
+          scales: { x: { time: true, range: () => charts.xrange }, y: { range: [-1, 1] } },
           series: [{}, { label: "net sentiment", stroke: "#3fcf8e", width: 2, spanGaps: false, points: { size: 4 } }],
           axes: [axis(), axis()],
         },
