@@ -202,7 +202,9 @@ async def measure(pid: int, port: int, clients: int, seconds: float) -> Phase:
     return phase
 
 
-def markdown(result: Result) -> str:
+def markdown(result: dict[str, Any]) -> str:
+    """The RESULTS.md section of a result (``results/dashboard.json``); ``loadtest.report`` renders it too."""
+    phases = [Phase(**p) for p in result["phases"]]
     rows = "\n".join(
         f"| {p.clients} | {p.cpu_percent}% | {p.rss_mb:.0f} MB | "
         + (
@@ -211,23 +213,23 @@ def markdown(result: Result) -> str:
             if p.clients
             else "– | – | – |"
         )
-        for p in result.phases
+        for p in phases
     )
-    loaded = next((p for p in result.phases if p.clients), None)
+    loaded = next((p for p in phases if p.clients), None)
     verdict = ""
     if loaded is not None:
         met = "met" if loaded.cpu_percent < 25 else "not met"
-        aim = f"{loaded.clients} browsers under 25% of one core at {result.rate:g} events/s"
+        aim = f"{loaded.clients} browsers under 25% of one core at {result['rate']:g} events/s"
         verdict = f"\n\nAim: {aim}: **{met}**."
     return (
         "<!-- dashboard:start -->\n"
         "## Dashboard: cost of connected browsers\n\n"
-        f"`python -m loadtest.dashboard --write` ({result.started_at}): {result.rate:g} entity events/s "
-        f"over {result.brands} brands produced straight to `entities`, the aggregator and one "
+        f"`python -m loadtest.dashboard --write` ({result['started_at']}): {result['rate']:g} entity "
+        f"events/s over {result['brands']} brands produced straight to `entities`, the aggregator and one "
         "`stream-ner dashboard` process on a private Kafka and Redis, clients reading `/api/events` "
         "(server-sent events, half on each window family) and parsing every frame. CPU is the dashboard "
-        f"process's user+system time, in % of one core, over {result.phases[0].seconds:g} s per phase; "
-        f"{result.machine}.\n\n"
+        f"process's user+system time, in % of one core, over {phases[0].seconds:g} s per phase; "
+        f"{result['machine']}.\n\n"
         "| browsers | dashboard CPU | RSS | frames/s per browser | bytes per browser | "
         "feed delay p50 / p95 / max (event on `entities` -> browser) |\n"
         "| --- | --- | --- | --- | --- | --- |\n"
@@ -237,12 +239,13 @@ def markdown(result: Result) -> str:
 
 
 def write_results(result: Result) -> None:
+    """``results/dashboard.json``, and its section of RESULTS.md as ``loadtest.report`` writes it."""
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / "dashboard.json").write_text(json.dumps(asdict(result), indent=2) + "\n")
     results = HERE / "RESULTS.md"
     text = results.read_text()
-    section = markdown(result)
-    text = SECTION.sub(section, text) if SECTION.search(text) else text.rstrip("\n") + "\n\n" + section
+    section = markdown(asdict(result))
+    text = SECTION.sub(lambda _: section, text) if SECTION.search(text) else text + "\n" + section
     results.write_text(text)
 
 
@@ -330,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
                     proc.wait(20)
                 except subprocess.TimeoutExpired:
                     proc.kill()
-    print(markdown(result))
+    print(markdown(asdict(result)))
     if args.write:
         write_results(result)
     return 0

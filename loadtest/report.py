@@ -100,8 +100,10 @@ def _noise(docs: ResultFiles) -> str:
     )
 
 
-def markdown(docs: ResultFiles, images: dict[str, str], readme: str = "README.md") -> str:
-    """The text of RESULTS.md; ``readme``: the link to the method."""
+def markdown(
+    docs: ResultFiles, images: dict[str, str], readme: str = "README.md", results: Path = RESULTS
+) -> str:
+    """The text of RESULTS.md; ``readme``: the link to the method; ``results``: where dashboard.json is."""
     all_docs = headers(docs)
     any_doc = all_docs[0]
     m = any_doc["machine"]
@@ -162,7 +164,17 @@ def markdown(docs: ResultFiles, images: dict[str, str], readme: str = "README.md
             f"{any_doc['corpus']}; without it the shipped sample posts are sent.",
             "",
         ]
-    return "\n".join(lines)
+    return "\n".join(lines) + dashboard_section(results)
+
+
+def dashboard_section(results: Path) -> str:
+    """The dashboard's figures (``python -m loadtest.dashboard --write``), when ``dashboard.json`` exists."""
+    path = results / "dashboard.json"
+    if not path.is_file():
+        return ""
+    from loadtest.dashboard import markdown as dashboard_markdown
+
+    return "\n" + dashboard_markdown(json.loads(path.read_text()))
 
 
 def _workers_cpu(medians: Medians, count: int) -> str:
@@ -537,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
             images[key] = _relative(results / f"{key}.png", out.parent)
     if plots.plot_latency_cdf(docs, results / "latency_cdf.png"):
         images["latency_cdf"] = _relative(results / "latency_cdf.png", out.parent)
-    out.write_text(markdown(docs, images, _relative(HERE / "README.md", out.parent)))
+    out.write_text(markdown(docs, images, _relative(HERE / "README.md", out.parent), results))
     print(f"wrote {out.name} and {len(images)} plots")
     return 0
 
