@@ -61,6 +61,7 @@ class AlertSink:
         self.prefix = prefix
         self.ttl_s = ttl_s
         self._handled: dict[str, None] = {}  # claim keys this process already tried, oldest first
+        self._releases: set[asyncio.Task[Any]] = set()
 
     def claim_key(self, alert: BrandAlert) -> str:
         """``P:alerted:W:S:B``."""
@@ -110,8 +111,10 @@ class AlertSink:
             log.warning("spike alert %s not delivered (%s); it is tried again", key, error)
             self._handled.pop(key, None)
             try:
-                asyncio.get_running_loop().create_task(self.client.delete(key))
+                task = asyncio.get_running_loop().create_task(self.client.delete(key))
             except RuntimeError:  # no loop: flushed at shutdown, the claim expires with its TTL
-                pass
+                return
+            self._releases.add(task)
+            task.add_done_callback(self._releases.discard)
 
         return on_delivery

@@ -204,4 +204,7 @@ class EntityTail:
                 if item is not None:
                     items.append(item)
             if items:
-                self.deliver(items)
+                try:
+                    self.deliver(items)
+                except RuntimeError:  # the event loop is closed: the dashboard is stopping
+                    return
