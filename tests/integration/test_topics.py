@@ -29,6 +29,7 @@ def _settings() -> Settings:
             entities=f"t-{tag}.entities",
             brand_aggregates=f"t-{tag}.aggregates",
             dlq=f"t-{tag}.dlq",
+            brand_alerts=f"t-{tag}.alerts",
             replication_factor=1,
         )
     )
@@ -40,7 +41,7 @@ def test_apply_is_idempotent_and_check_finds_then_forgets_drift(kafka_bootstrap)
     assert {d.what for d in topics.check(admin, specs)} == {"existence"}
 
     created = topics.apply(admin, specs)
-    assert len(created) == 4 and all(line.startswith("created") for line in created)
+    assert len(created) == 5 and all(line.startswith("created") for line in created)
     assert topics.check(admin, specs) == []
     assert topics.apply(admin, specs) == []
 

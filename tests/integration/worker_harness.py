@@ -43,6 +43,7 @@ class Topics:
                 entities=self.entities,
                 dlq=self.dlq,
                 brand_aggregates=self.aggregates,
+                brand_alerts=self.raw.removesuffix(".raw") + ".alerts",
                 replication_factor=1,
             )
         )
