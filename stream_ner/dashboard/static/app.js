@@ -392,7 +392,7 @@
     const f = family(state.window);
     $("brand-name").textContent = page ? page.name : state.brand;
     $("mentions-caption").textContent =
-      "Mentions per " + state.window + " window, last " + (f.size_s < 3600 ? "hour" : "day");
+      "Mentions per " + state.window + " window, last " + (f.size_s < 3600 ? "hour" : "day") + " (the last window is still open)";
     if (!page) {
       $("brand-stats").replaceChildren();
       return;
