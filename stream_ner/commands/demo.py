@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         console.print(
             f"\n[bold]{events} entity events[/] in {seconds:.0f} s; ran throughout: {escape(names)}"
         )
-        console.print("[bold]stopping[/] workers, aggregator, producer, Redis and Kafka")
+        console.print("[bold]stopping[/] workers, aggregator, dashboard, producer, Redis and Kafka")
         if not events:
             console.print(f"[bold red]no entity event arrived[/]; the logs are in {run_dir}")
             return 1
