@@ -10,7 +10,7 @@ last record applied to it::
                                               the first sample post ids
     ["authors", family, start, brand, offset] authors first seen in the pane by the records up to offset
     ["final", family, start, brand]           the frozen record of a closed window not yet written
-                                              everywhere
+                                              everywhere (``record``)
     ["high", brand, source]                   highest ``entities`` offset applied for the brand from
                                               entities partition ``source``
     ["clock"]                                 Clock: stream time and the last by-brand offset applied
@@ -236,7 +236,8 @@ class PaneState:
             deltas[delta_key] = merged
             done.writes.append((delta_key, {"partition": self.partition, "authors": merged}))
         for window_id in frozen:  # 5.
-            done.writes.append((state_key("final", *window_id), self.finals[window_id]))
+            value = {"partition": self.partition, "record": self.finals[window_id]}
+            done.writes.append((state_key("final", *window_id), value))
         for pane_id in dirty_panes:  # 2.
             done.writes.append((state_key("pane", *pane_id), self.panes[pane_id].to_json(self.partition)))
         for brand, source in dirty_high:  # 3.
@@ -463,7 +464,7 @@ class PaneState:
                 state.authors.setdefault(pane_id, set()).update(value["authors"])
                 state.author_deltas.setdefault(pane_id, {})[raw_key] = list(value["authors"])
             elif kind == "final":
-                state.finals[(rest[0], int(rest[1]), rest[2])] = value
+                state.finals[(rest[0], int(rest[1]), rest[2])] = value["record"]
             elif kind == "high":
                 state.high[(rest[0], int(rest[1]))] = int(value["offset"])
         for pane_id in state.panes:

@@ -187,14 +187,15 @@ def test_counts_equal_a_brute_force_recount():
         assert {c["id"]: c["count"] for c in r["co_brands"]} == dict(a["co"])
 
 
-def replay_log(writes: list[tuple[str, object]]) -> dict:
+def replay_log(writes: list[tuple[str, object]], partition: int = 0) -> dict:
+    """The table a restore reads: the last value per key, of the keys whose value names the partition."""
     table: dict = {}
     for key, value in writes:
         if value is None:
             table.pop(key, None)
         else:
             table[key] = value
-    return table
+    return {k: v for k, v in table.items() if v.get("partition") == partition}
 
 
 @pytest.mark.parametrize("seed", range(40))
