@@ -14,7 +14,10 @@ State, changelogged (one changelog partition per ``entities`` partition) and res
 Exactness after a crash. The input is replayed from the last committed offset, and the changelog holds a
 prefix of the writes made since (faust flushes the producer before it commits).
 
-1. An event whose post has no marker is the first: it writes the marker, then its mentions go out.
+1. An event whose post has no marker is the first: its marker is written and its mentions go out, in
+   either order (if only the mentions are durable, the replay finds no marker and sends them again, and
+   the by-brand stage skips them by position). Every post gets a marker, brands or not: a later event of
+   it may name some.
 2. An event whose post has a marker *at its own offset* is the first event being replayed: its mentions go
    out again. They are the same mentions, from the same ``entities`` position, and the by-brand stage
    skips positions it has applied (``panes``, rule 3).
@@ -82,7 +85,7 @@ class FirstEvents:
         marker = Marker(offset, self.clock_ms + self.horizon_ms)
         self.markers[post_id] = marker
         heapq.heappush(self._expiry, (marker.expires_ms, post_id))
-        self._writes.append((post_key(post_id), self._value(marker)))  # 1. the marker before the mentions
+        self._writes.append((post_key(post_id), self._value(marker)))  # 1.
         return Verdict.FIRST
 
     def writes(self) -> list[Write]:
