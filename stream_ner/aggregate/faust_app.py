@@ -161,9 +161,6 @@ def build_app(settings: Settings, metrics: AggregateMetrics) -> Any:
         producer_acks=-1,
         processing_guarantee="at_least_once",
     )
-    # A batch sends a few changelog writes per record at once; faust's default buffer of 100 messages
-    # would stall every batch, and warn each time, for a burst it is built to take.
-    app.producer.buffer.max_messages = max(100, 20 * conf.batch_events)
     sources = source_partitions(settings)
     entities = app.topic(settings.topics.entities, key_serializer="raw", value_serializer="raw")
     by_brand = app.topic(
