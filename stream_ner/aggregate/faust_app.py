@@ -25,10 +25,8 @@ settings (SSL, SASL) are the workers' own, mapped to faust credentials.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -199,11 +197,6 @@ def build_app(settings: Settings, metrics: AggregateMetrics) -> Any:
     @app.agent(entities, concurrency=1)
     async def rekey(stream: Any) -> None:
         async for events in stream.take_events(conf.batch_events, within=within):
-            await _restored(
-                {e.message.partition for e in events},
-                lambda: set(stages.first_events),
-                lambda: _assigned(app, settings.topics.entities),
-            )
             rekeyed = stages.rekey(
                 (
                     e.message.partition,
@@ -220,11 +213,6 @@ def build_app(settings: Settings, metrics: AggregateMetrics) -> Any:
     @app.agent(by_brand, concurrency=1)
     async def windows(stream: Any) -> None:
         async for events in stream.take_events(conf.batch_events, within=within):
-            await _restored(
-                {e.message.partition for e in events},
-                lambda: set(stages.panes),
-                lambda: _assigned(app, by_brand.get_topic_name()),
-            )
             records = ((e.message.partition, e.message.offset, e.value) for e in events)
             _write_changelog(state, stages.apply(records))
 
@@ -255,26 +243,6 @@ def build_app(settings: Settings, metrics: AggregateMetrics) -> Any:
         metrics.panes.set(sum(len(s.panes) for s in stages.panes.values()))
 
     return app
-
-
-async def _restored(
-    partitions: set[int],
-    held: Callable[[], set[int]],
-    assigned: Callable[[], set[int]],
-    timeout: float = 60.0,
-) -> None:
-    """Wait until every assigned partition of a batch has its state restored.
-
-    faust resumes the streams before it calls the ``on_recover`` callbacks, so the first records after an
-    assignment can arrive before their partition's state is rebuilt; processed then, they would be skipped
-    and their offsets committed. A partition no longer assigned (revoked while its records were buffered) is
-    not waited for: faust does not commit its offsets.
-    """
-    deadline = asyncio.get_running_loop().time() + timeout
-    while (missing := (partitions & assigned()) - held()) and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.02)
-    if missing:
-        log.error("partitions %s are assigned but were not restored within %.0f s", sorted(missing), timeout)
 
 
 def _assigned(app: Any, topic: str) -> set[int]:
