@@ -58,11 +58,13 @@ import json
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from stream_ner.aggregate.mentions import BrandMention
 from stream_ner.aggregate.topn import TopN
 from stream_ner.brands.normalize import UNKNOWN_PREFIX
+from stream_ner.messages import iso_utc
 from stream_ner.settings import AggregateSettings, WindowSpec
 
 Write = tuple[str, Any]
@@ -498,6 +500,4 @@ def _tally(counts: dict[str, int], seen: tuple[str, ...], limit: int) -> list[st
 
 def iso_ms(ms: int) -> str:
     """``2024-05-01T12:00:00Z`` of epoch milliseconds (whole seconds: windows are aligned on them)."""
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(ms // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return iso_utc(datetime.fromtimestamp(ms // 1000, UTC))

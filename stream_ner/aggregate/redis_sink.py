@@ -24,6 +24,7 @@ announce a record twice.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -34,8 +35,6 @@ from stream_ner.errors import RedisUnavailable
 
 def epoch_s(iso: str) -> int:
     """Whole seconds since the epoch of ``2024-05-01T12:00:00Z``."""
-    from datetime import datetime
-
     return int(datetime.fromisoformat(iso).timestamp())
 
 
