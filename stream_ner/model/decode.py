@@ -11,10 +11,15 @@ For one text the steps are:
 3. ``decode_tags``: each word's tag is its most probable label; BIO or BIOES turns tags into word runs.
    An ``I-``/``E-`` that does not continue an open entity of the same label starts a new one; a label
    change or ``O`` ends the open one.
-4. ``to_entities``: character spans from the words' token offsets, trimmed of leading and trailing
+4. ``compounds.join_units``: a hyphenated compound (``Coca-Cola``) and a cashtag (``$TSLA``) are cut into
+   several words by the pre-tokenizer; a run touching one grows to take it whole, runs that then overlap
+   become one, and an upper-case cashtag the model left untagged is an ORG mention (rules in
+   ``stream_ner.model.compounds``).
+5. ``to_entities``: character spans from the words' token offsets, trimmed of leading and trailing
    whitespace and invisible format characters; a span without a letter or digit (a lone ``@`` or ``#``,
-   an emoji) is no entity. An entity's ``score`` is the mean, over its words, of the probability of each
-   word's predicted tag.
+   an emoji) is no entity. An entity's ``score`` is the mean, over its tagged words, of the probability of
+   each word's predicted tag; a span with no tagged word (an untagged cashtag) scores the mean, over its
+   words, of the probability of not ``O``.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Literal
 
 import numpy as np
 
+from stream_ner.model.compounds import join_units
 from stream_ner.model.entity import Entity
 
 Aggregation = Literal["first", "average", "max"]
@@ -33,6 +39,8 @@ AGGREGATIONS: tuple[str, ...] = ("first", "average", "max")
 SCHEMES: tuple[str, ...] = ("BIO", "BIOES")
 
 _PREFIX_ALIASES = {"L": "E", "U": "S"}  # BILOU spellings of BIOES
+RULE_LABEL = "ORG"
+"""Label of an upper-case cashtag the model left untagged (``compounds`` step 3), when the model has it."""
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -144,10 +152,15 @@ def to_entities(
     word_start_chars: np.ndarray,
     word_end_chars: np.ndarray,
     word_scores: np.ndarray,
+    tagged: np.ndarray,
 ) -> list[Entity]:
-    """Entities with trimmed character spans; a run without a letter or digit is dropped."""
+    """Entities with trimmed character spans; a run without a letter or digit is dropped.
+
+    A run's score is the mean of ``word_scores`` over its ``tagged`` words, or over all its words when
+    none is tagged.
+    """
     out = []
-    starts, ends, scores = word_start_chars.tolist(), word_end_chars.tolist(), word_scores.tolist()
+    starts, ends = word_start_chars.tolist(), word_end_chars.tolist()
     for first, stop, label in runs:
         start, end = starts[first], ends[stop - 1]
         while start < end and _invisible(text[start]):
@@ -155,7 +168,8 @@ def to_entities(
         while end > start and _invisible(text[end - 1]):
             end -= 1
         if any(c.isalnum() for c in text[start:end]):
-            score = sum(scores[first:stop]) / (stop - first)
+            scores, mask = word_scores[first:stop], tagged[first:stop]
+            score = float(scores[mask].mean() if mask.any() else scores.mean())
             out.append(Entity(start=start, end=end, label=label, score=score, text=text[start:end]))
     return out
 
@@ -168,7 +182,7 @@ def decode_text(
     tagset: TagSet,
     aggregation: str,
 ) -> list[Entity]:
-    """Entities of one text from its merged token logits ``[tokens, labels]`` (steps 2-4 of the module)."""
+    """Entities of one text from its merged token logits ``[tokens, labels]`` (steps 2-5 of the module)."""
     if len(logits) == 0:
         return []
     starts = word_starts(word_ids)
@@ -177,12 +191,24 @@ def decode_text(
     specials = word_ids[starts] == -1
     if specials.any():
         tags[specials] = int(np.flatnonzero(tagset.outside)[0])
-    if tagset.outside[tags].all():
+    tagged = ~tagset.outside[tags]
+    if not tagged.any() and "$" not in text:  # only a cashtag can make an entity of untagged words
         return []
-    scores = words[np.arange(len(tags)), tags]
+    # a tagged word scores its tag's probability, an untagged one its probability of being in an entity
+    picked = words[np.arange(len(tags)), tags]
+    scores = np.where(tagged, picked, 1.0 - words[:, tagset.outside].sum(axis=-1)).astype(np.float64)
     char_starts = np.minimum.reduceat(offsets[:, 0], starts)
     char_ends = np.maximum.reduceat(offsets[:, 1], starts)
-    return to_entities(text, decode_tags(tags, tagset), char_starts, char_ends, scores)
+    types = [tagset.types[t] for t in tags.tolist()]
+    runs = join_units(
+        text,
+        decode_tags(tags, tagset),
+        char_starts.tolist(),
+        char_ends.tolist(),
+        types,
+        RULE_LABEL if RULE_LABEL in tagset.types else None,
+    )
+    return to_entities(text, runs, char_starts, char_ends, scores, tagged)
 
 
 def _invisible(ch: str) -> bool:
