@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stream_ner.evaluation import score
+from stream_ner.evaluation import exact_post_accuracy, known_surfaces, score, score_by_novelty, surface_key
 
 
 def test_exact_match_counts_per_label_and_micro() -> None:
@@ -71,3 +71,43 @@ def test_as_dict_reports_percentages_and_counts() -> None:
         "fn": 1,
     }
     assert d["PER"]["recall"] == 0.0 and d["LOC"]["f1"] == 100.0
+
+
+# --- seen / unseen entities and posts exactly right ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("surface", "key"),
+    [("@Nike", "nike"), ("#nike", "nike"), (" NIKE ", "nike"), ("$AAPL", "aapl"), ("Straße", "strasse")],
+)
+def test_surface_key_casefolds_strips_one_sigil_and_collapses_spaces(surface: str, key: str) -> None:
+    assert surface_key(surface) == key
+    assert surface_key("New \t York\n") == "new york" and surface_key("@@x") == "@x"
+
+
+def test_seen_and_unseen_are_split_by_gold_and_by_predicted_surface() -> None:
+    known = known_surfaces(
+        ["I love nike", "puma shoes in paris"], [[(7, 11, "ORG")], [(0, 4, "ORG"), (14, 19, "LOC")]]
+    )
+    assert known == {"nike", "puma", "paris"}
+    texts = ["Nike beat Adidas in Paris", "#Puma and Reebok"]
+    gold = [[(0, 4, "ORG"), (10, 16, "ORG"), (20, 25, "LOC")], [(0, 5, "ORG")]]
+    predicted = [[(0, 4, "ORG"), (10, 16, "PER"), (20, 25, "LOC")], [(10, 16, "ORG")]]
+    split = score_by_novelty(texts, gold, predicted, known, labels={"ORG", "LOC", "PER"})
+    seen, unseen = ({x.label: (x.tp, x.fp, x.fn) for x in s.labels} for s in (split.seen, split.unseen))
+    # seen: Nike and Paris found, #Puma ("puma") missed
+    assert seen == {"ORG": (1, 0, 1), "LOC": (1, 0, 0), "PER": (0, 0, 0)}
+    # unseen: Adidas missed (typed PER), Reebok predicted where gold has nothing
+    assert unseen == {"ORG": (0, 1, 1), "LOC": (0, 0, 0), "PER": (0, 1, 0)}
+    # without labels, both parts score the labels of all the gold data: the PER guess is left out
+    assert [x.label for x in score_by_novelty(texts, gold, predicted, known).unseen.labels] == ["LOC", "ORG"]
+    with pytest.raises(ValueError):
+        score_by_novelty(texts, gold, predicted[:1], known)
+
+
+def test_post_accuracy_counts_posts_with_exactly_the_gold_entities() -> None:
+    gold = [[(0, 4, "ORG")], [], [(0, 3, "PER")], []]
+    predicted = [[(0, 4, "ORG")], [], [(0, 3, "ORG")], [(5, 8, "PRODUCT")]]
+    assert exact_post_accuracy(gold, predicted) == 0.75  # PRODUCT is not scored: the last post is right
+    assert exact_post_accuracy(gold, predicted, {"ORG", "PER", "PRODUCT"}) == 0.5
+    assert exact_post_accuracy([], []) == 0.0
