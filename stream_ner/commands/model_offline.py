@@ -58,6 +58,33 @@ def register(group: argparse._SubParsersAction) -> None:
     train.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     train.add_argument("--no-shapes", action="store_true", help="train without the casing/shape embedding")
     train.add_argument("--precision", default="fp32,int8", help="graphs to export (default fp32,int8)")
+    train.add_argument(
+        "--sentiment",
+        action="store_true",
+        help="also train the post and target sentiment heads (TweetEval, Dong et al. 2014)",
+    )
+    train.add_argument(
+        "--sentiment-data",
+        default=None,
+        help="shared sentiment data directory (default: $STREAM_NER_SENTIMENT_DATA)",
+    )
+    train.add_argument(
+        "--tweeteval-per-epoch",
+        type=int,
+        default=12000,
+        help="TweetEval train posts sampled afresh per epoch (0: all; default 12000)",
+    )
+    train.add_argument(
+        "--post-class-weights",
+        choices=("balanced", "none"),
+        default="balanced",
+        help="loss weights of the post sentiment labels (default: balanced)",
+    )
+    train.add_argument(
+        "--resume", action="store_true", help="continue the run in --work after its last epoch"
+    )
+    train.add_argument("--max-steps", type=int, default=0, help="batches per epoch at most (a smoke test)")
+    train.add_argument("--log", type=Path, default=None, help="append one line per epoch and stage here")
     train.set_defaults(handler=run_train)
 
     bench = group.add_parser(
@@ -129,6 +156,7 @@ def run_train(args: argparse.Namespace) -> int:
     require("offline", "`stream-ner model train`")
     from stream_ner.offline.data import data_dir
     from stream_ner.offline.report import print_dev_metrics
+    from stream_ner.offline.sentiment_data import sentiment_dir
     from stream_ner.offline.training import TrainConfig, train, write_report
 
     encoder = args.encoder or _default_encoder()
@@ -141,14 +169,33 @@ def run_train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         shapes=not args.no_shapes,
         threads=args.threads,
+        sentiment=args.sentiment,
+        tweeteval_per_epoch=args.tweeteval_per_epoch,
+        post_class_weights=args.post_class_weights,
     )
     out: Path = args.out
     work = args.work or out.with_name(out.name + ".work")
     work.mkdir(parents=True, exist_ok=True)
     precisions = tuple(p.strip() for p in args.precision.split(",") if p.strip())
-    report = train(config, data_dir(args.data), out, work=work, precisions=precisions)
+    sentiment = sentiment_dir(args.sentiment_data) if args.sentiment else None
+    log = open(args.log, "a", encoding="utf-8") if args.log else None  # noqa: SIM115
+    try:
+        report = train(
+            config,
+            data_dir(args.data),
+            out,
+            work=work,
+            precisions=precisions,
+            sentiment_data=sentiment,
+            resume=args.resume,
+            max_steps=args.max_steps,
+            log=log,
+        )
+    finally:
+        if log is not None:
+            log.close()
     write_report(report, work / "report.json")
-    print_dev_metrics(report["dev_metrics"])
+    print_dev_metrics({p: m for p, m in report["dev_metrics"].items() if p != "sentiment"})
     return 0
 
 

@@ -81,6 +81,12 @@ class Example:
     """Boolean ``[num_labels]``: labels the post's corpus can teach (others are left out of the softmax)."""
     offsets: np.ndarray = field(repr=False)
     word_ids: np.ndarray = field(repr=False)
+    post_label: int = IGNORE
+    """Post sentiment label id (``IGNORE``: the post's corpus does not label it)."""
+    target_labels: np.ndarray | None = field(default=None, repr=False)
+    """Target sentiment label id per token (``IGNORE`` outside target spans); ``None``: no targets."""
+    target_spans: tuple[tuple[int, int, int], ...] = ()
+    """Each target as ``(first token, end token, label id)``, token indices into ``input_ids``."""
 
 
 def data_dir(path: str | Path | None) -> Path:
@@ -195,10 +201,14 @@ def load_split(root: Path, dataset: str, split: str) -> list[Record]:
 
 
 def describe(examples: list[Example]) -> dict[str, Any]:
-    """Counts for logs and the manifest: posts and labelled tokens per corpus."""
+    """Counts for logs and the manifest: posts and labelled tokens (tags, target sentiment) per corpus."""
     out: dict[str, Any] = {}
     for ex in examples:
         c = out.setdefault(ex.corpus, {"posts": 0, "tokens_in_loss": 0})
         c["posts"] += 1
         c["tokens_in_loss"] += int((ex.labels != IGNORE).sum())
+        if ex.post_label != IGNORE:
+            c["post_labels"] = c.get("post_labels", 0) + 1
+        if ex.target_labels is not None:
+            c["target_tokens"] = c.get("target_tokens", 0) + int((ex.target_labels != IGNORE).sum())
     return out

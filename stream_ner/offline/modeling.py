@@ -5,8 +5,16 @@ of the ``stream_ner.model.features`` shape class of each token to its word embed
 zero, so an untrained shape embedding leaves the encoder exactly as it was). Its ``forward`` takes plain
 tensors and returns the logits only, which is what ONNX export needs.
 
+With ``SentimentHeads`` (``sentiment=True``) the same encoder pass also gives ``post_sentiment``
+``[batch, 3]`` (a linear layer over the attention-masked mean of the last hidden states, specials
+included) and ``target_sentiment`` ``[batch, sequence, 3]`` (per token: a linear layer over its hidden
+state plus one over the post's pooled state), label order ``negative, neutral, positive``; ``forward``
+then returns the three as a tuple. Every operation is per row, so a row's outputs do not depend on its
+batch mates.
+
 A checkpoint directory is a ``save_pretrained`` token-classification model plus ``tokenizer.json``;
-a shape-aware one also holds ``shape_embedding.pt`` (``{"weight": [classes, hidden]}``).
+a shape-aware one also holds ``shape_embedding.pt`` (``{"weight": [classes, hidden]}``), a multi-task one
+``sentiment_heads.pt`` (the ``SentimentHeads`` state dict).
 """
 
 from __future__ import annotations
@@ -21,6 +29,31 @@ from torch import nn
 from stream_ner.model.features import SHAPE_CLASSES
 
 SHAPE_EMBEDDING = "shape_embedding.pt"
+SENTIMENT_HEADS = "sentiment_heads.pt"
+OUTPUT_NAMES = ("logits", "post_sentiment", "target_sentiment")
+"""Graph outputs of a multi-task classifier, in ``forward``'s order."""
+
+
+class SentimentHeads(nn.Module):
+    """Post and target sentiment logits from the last hidden states ``[batch, sequence, hidden]``."""
+
+    def __init__(self, hidden: int, dropout: float, classes: int = 3) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.post = nn.Linear(hidden, classes)
+        self.target_token = nn.Linear(hidden, classes)
+        self.target_post = nn.Linear(hidden, classes, bias=False)
+
+    def forward(
+        self, hidden: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(post [batch, classes], target [batch, sequence, classes])``."""
+        mask = attention_mask.to(hidden.dtype).unsqueeze(-1)
+        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        pooled = self.dropout(pooled)
+        post = self.post(pooled)
+        target = self.target_token(self.dropout(hidden)) + self.target_post(pooled).unsqueeze(1)
+        return post, target
 
 
 class ShapeTokenClassifier(nn.Module):
@@ -30,27 +63,44 @@ class ShapeTokenClassifier(nn.Module):
     ``token_type_ids`` if the encoder uses them and ``shape_ids`` if there is a shape embedding.
     """
 
-    def __init__(self, model: nn.Module, shape_embedding: nn.Embedding | None, use_token_types: bool) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        shape_embedding: nn.Embedding | None,
+        use_token_types: bool,
+        sentiment: SentimentHeads | None = None,
+    ) -> None:
         super().__init__()
         self.model: Any = model
         self.shape_embedding: nn.Embedding | None = shape_embedding
+        self.sentiment: SentimentHeads | None = sentiment
+        self.output_names = list(OUTPUT_NAMES) if sentiment is not None else ["logits"]
         self.input_names = ["input_ids", "attention_mask"]
         if use_token_types:
             self.input_names.append("token_type_ids")
         if shape_embedding is not None:
             self.input_names.append("shape_ids")
 
-    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        """Logits from the inputs listed in ``input_names``, positionally."""
+    def forward(self, *inputs: torch.Tensor) -> Any:
+        """Logits from the inputs listed in ``input_names``, positionally.
+
+        With sentiment heads: the tuple ``(logits, post_sentiment, target_sentiment)`` (``output_names``).
+        """
         named = dict(zip(self.input_names, inputs, strict=True))
         kwargs = {"attention_mask": named["attention_mask"]}
         if "token_type_ids" in named:
             kwargs["token_type_ids"] = named["token_type_ids"]
         if self.shape_embedding is None:
-            return self.model(input_ids=named["input_ids"], **kwargs).logits
-        embeds = self.model.get_input_embeddings()(named["input_ids"])
-        embeds = embeds + self.shape_embedding(named["shape_ids"])
-        return self.model(inputs_embeds=embeds, **kwargs).logits
+            kwargs["input_ids"] = named["input_ids"]
+        else:
+            embeds = self.model.get_input_embeddings()(named["input_ids"])
+            kwargs["inputs_embeds"] = embeds + self.shape_embedding(named["shape_ids"])
+        if self.sentiment is None:
+            return self.model(**kwargs).logits
+        hidden = self.model.base_model(**kwargs)[0]
+        logits = self.model.classifier(self.model.dropout(hidden))
+        post, target = self.sentiment(hidden, named["attention_mask"])
+        return logits, post, target
 
     def save(self, out: Path) -> None:
         """Write the checkpoint directory (model, and the shape embedding when there is one)."""
@@ -58,6 +108,8 @@ class ShapeTokenClassifier(nn.Module):
         self.model.save_pretrained(out)
         if self.shape_embedding is not None:
             torch.save({"weight": self.shape_embedding.weight.detach().cpu()}, out / SHAPE_EMBEDDING)
+        if self.sentiment is not None:
+            torch.save(self.sentiment.state_dict(), out / SENTIMENT_HEADS)
 
 
 def _offline() -> None:
@@ -66,9 +118,17 @@ def _offline() -> None:
 
 
 def new_classifier(
-    encoder: str | Path, id2label: list[str], *, with_shapes: bool, dropout: float = 0.1
+    encoder: str | Path,
+    id2label: list[str],
+    *,
+    with_shapes: bool,
+    dropout: float = 0.1,
+    sentiment: bool = False,
 ) -> ShapeTokenClassifier:
-    """A fresh token classifier on a pretrained encoder (new head), with or without a shape embedding."""
+    """A fresh token classifier on a pretrained encoder (new heads).
+
+    With or without a shape embedding and sentiment heads.
+    """
     _offline()
     from transformers import AutoModelForTokenClassification
 
@@ -84,11 +144,15 @@ def new_classifier(
     if with_shapes:
         shapes = nn.Embedding(len(SHAPE_CLASSES), model.config.hidden_size)
         nn.init.zeros_(shapes.weight)
-    return ShapeTokenClassifier(model, shapes, _uses_token_types(model))
+    heads = SentimentHeads(model.config.hidden_size, dropout) if sentiment else None
+    return ShapeTokenClassifier(model, shapes, _uses_token_types(model), heads)
 
 
-def load_classifier(src: str | Path) -> ShapeTokenClassifier:
-    """A saved checkpoint (local directory, or a hub id where a hub is reachable), in eval mode."""
+def load_classifier(src: str | Path, *, dropout: float = 0.0) -> ShapeTokenClassifier:
+    """A saved checkpoint (local directory, or a hub id where a hub is reachable), in eval mode.
+
+    ``dropout`` is the sentiment heads' (they are saved as weights only).
+    """
     from transformers import AutoModelForTokenClassification
 
     if Path(src).is_dir():
@@ -100,7 +164,12 @@ def load_classifier(src: str | Path) -> ShapeTokenClassifier:
         weight = torch.load(path, map_location="cpu")["weight"]
         shapes = nn.Embedding(weight.shape[0], weight.shape[1])
         shapes.weight.data.copy_(weight)
-    return ShapeTokenClassifier(model, shapes, _uses_token_types(model)).eval()
+    heads = None
+    path = Path(src) / SENTIMENT_HEADS
+    if path.is_file():
+        heads = SentimentHeads(model.config.hidden_size, dropout)
+        heads.load_state_dict(torch.load(path, map_location="cpu"))
+    return ShapeTokenClassifier(model, shapes, _uses_token_types(model), heads).eval()
 
 
 def id2label_of(classifier: ShapeTokenClassifier) -> list[str]:

