@@ -9,18 +9,21 @@ from importlib import import_module as _import_module
 
 if _typing.TYPE_CHECKING:
     from stream_ner.messages import EntityEvent, Post, Rejected
-    from stream_ner.model.entity import Entity
+    from stream_ner.model.entity import Entity, Sentiment
     from stream_ner.model.runtime import NerModel
+    from stream_ner.model.sentiment import Analysis
 
-__all__ = ["Entity", "EntityEvent", "NerModel", "Post", "Rejected", "__version__"]
+__all__ = ["Analysis", "Entity", "EntityEvent", "NerModel", "Post", "Rejected", "Sentiment", "__version__"]
 __version__ = "0.1.0"
 
 _HOMES = {
+    "Analysis": "stream_ner.model.sentiment",
     "Entity": "stream_ner.model.entity",
     "EntityEvent": "stream_ner.messages",
     "NerModel": "stream_ner.model.runtime",
     "Post": "stream_ner.messages",
     "Rejected": "stream_ner.messages",
+    "Sentiment": "stream_ner.model.entity",
 }
 
 

@@ -10,7 +10,10 @@ A model artifact is a directory::
     tokenizer.json     a Hugging Face fast tokenizer (``tokenizers.Tokenizer.from_file``)
     model.<precision>.onnx   one graph per exported precision: fp32, int8 (CPU), fp16 (GPU)
 
-Every graph has the output ``logits`` (float, ``[batch_size, sequence_length, num_labels]``) and takes
+Every graph has the output ``logits`` (float, ``[batch_size, sequence_length, num_labels]``); a graph
+with sentiment heads also has ``post_sentiment`` (float, ``[batch_size, 3]``) and ``target_sentiment``
+(float, ``[batch_size, sequence_length, 3]``), logits in the order of ``ner_config.json``'s
+``"sentiment_labels": ["negative", "neutral", "positive"]``. Every graph takes
 ``input_ids`` plus any of ``attention_mask``, ``token_type_ids`` and the extra feature inputs of
 ``stream_ner.model.features`` (``shape_ids``), all int64 ``[batch_size, sequence_length]``. The runtime
 reads the input names from the session and feeds exactly those; an input it does not know is an error
@@ -27,6 +30,9 @@ MANIFEST = "manifest.json"
 NER_CONFIG = "ner_config.json"
 TOKENIZER = "tokenizer.json"
 PRECISIONS = ("fp32", "int8", "fp16")
+POST_SENTIMENT = "post_sentiment"
+TARGET_SENTIMENT = "target_sentiment"
+SENTIMENT_LABELS = ("negative", "neutral", "positive")
 
 
 def graph_name(precision: str) -> str:

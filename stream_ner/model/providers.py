@@ -75,13 +75,19 @@ class Runner:
 
     def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         """Logits ``[batch, sequence, labels]`` for one padded batch."""
+        (logits,) = self.run_outputs(inputs, (self.output,))
+        return logits
+
+    def run_outputs(self, inputs: dict[str, np.ndarray], names: tuple[str, ...]) -> list[np.ndarray]:
+        """The outputs ``names`` of the graph for one padded batch, as float32, in that order."""
         if not self.on_cuda:
-            (logits,) = self.session.run([self.output], inputs)
+            values = self.session.run(list(names), inputs)
         else:
             binding = self.session.io_binding()
             for name, array in inputs.items():
                 binding.bind_cpu_input(name, np.ascontiguousarray(array))
-            binding.bind_output(self.output, "cuda")
+            for name in names:
+                binding.bind_output(name, "cuda")
             self.session.run_with_iobinding(binding)
-            (logits,) = binding.copy_outputs_to_cpu()
-        return np.asarray(logits, dtype=np.float32)
+            values = binding.copy_outputs_to_cpu()
+        return [np.asarray(v, dtype=np.float32) for v in values]

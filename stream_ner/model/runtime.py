@@ -1,15 +1,17 @@
 """``NerModel``: a model artifact loaded for inference (onnxruntime, tokenizers and numpy; no torch).
 
 ``predict`` is the hot path: one ``encode_batch`` call, sliding windows for long texts, length-bucketed
-batches padded per batch, one session run per batch, numpy decoding. It is meant to be called from one
-thread at a time (the worker's inference thread); the session is created once at load.
+batches padded per batch, one session run per batch, numpy decoding. ``analyze`` is the same pass with
+the sentiment outputs decoded too (``stream_ner.model.sentiment``), for a model that has them. Both are
+meant to be called from one thread at a time (the worker's inference thread); the session is created
+once at load.
 """
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +22,14 @@ from stream_ner.model import artifact
 from stream_ner.model.decode import AGGREGATIONS, TagSet, decode_text, merge_windows
 from stream_ner.model.entity import Entity
 from stream_ner.model.providers import CUDA, Runner, create_session, cuda_available
-from stream_ner.model.windows import WindowTokenizer, plan_windows
+from stream_ner.model.sentiment import (
+    LABELS,
+    Analysis,
+    check_targets,
+    post_sentiment,
+    span_sentiment,
+)
+from stream_ner.model.windows import Encoded, WindowTokenizer, plan_windows
 
 if TYPE_CHECKING:
     from stream_ner.settings import ModelSettings
@@ -38,6 +47,10 @@ _DTYPES = {
 }
 
 
+_Piece = tuple[tuple[int, int], np.ndarray, np.ndarray, np.ndarray]
+"""One window's outputs: its token range, tag logits, post logits and target logits."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Input:
     """One graph input: its name, numpy dtype and rank."""
@@ -51,7 +64,8 @@ class NerModel:
     """A NER model ready to run: ``NerModel.load(path).predict(texts)``.
 
     Attributes: ``name`` and ``version`` (from the manifest), ``precision`` of the graph loaded,
-    ``providers`` in use, ``labels`` (entity types), ``max_length`` (tokens per window, specials included).
+    ``providers`` in use, ``labels`` (entity types), ``max_length`` (tokens per window, specials included),
+    ``has_sentiment`` (whether the graph has the sentiment outputs ``analyze`` needs).
     """
 
     def __init__(
@@ -92,6 +106,7 @@ class NerModel:
             )
         self._inputs, self._constants = _plan_inputs(runner, config.get("inputs") or {})
         self._check_labels(runner, len(self._tagset.prefixes))
+        self.has_sentiment = _check_sentiment(runner, config)
 
     @classmethod
     def load(
@@ -200,6 +215,64 @@ class NerModel:
             )
         return out
 
+    def analyze(self, texts: list[str], targets: list[list[tuple[int, int]]] | None = None) -> list[Analysis]:
+        """Entities with their sentiment, the post's sentiment and each target's, per text, in input order.
+
+        ``targets``, when given, holds for each text a list of ``(start, end)`` character spans (end
+        exclusive); ``Analysis.targets`` then has one ``Sentiment`` per span, in order. A span that is
+        empty or not inside its text is a ``ValueError`` naming the text index and the span. Entities are
+        exactly ``predict``'s, each with ``sentiment`` set; how windows and spans are decoded is in
+        ``stream_ner.model.sentiment``. A model without sentiment outputs raises ``ModelError``.
+        """
+        if not self.has_sentiment:
+            raise ModelError(
+                f"model {self.name} {self.version} ({self.precision}) has no sentiment outputs "
+                f"({artifact.POST_SENTIMENT}, {artifact.TARGET_SENTIMENT}): analyze needs a model "
+                "trained with sentiment heads; predict still works"
+            )
+        check_targets(texts, targets)
+        names = ("logits", artifact.POST_SENTIMENT, artifact.TARGET_SENTIMENT)
+        encoded = self.tokenizer.encode(texts)
+        windows = plan_windows([len(e) for e in encoded], self._span, self.stride)
+        pieces: dict[int, list[_Piece]] = defaultdict(list)
+        for batch in self.tokenizer.make_batches(
+            encoded,
+            windows,
+            max_batch_size=self.max_batch_size,
+            max_batch_tokens=self.max_batch_tokens,
+            max_padding=self.max_padding,
+        ):
+            logits, post, target = self._runner.run_outputs(self._feed(batch.arrays), names)
+            p = batch.prefix
+            for row, w in enumerate(batch.windows):
+                piece = (
+                    (w.start, w.end),
+                    logits[row, p : p + w.length],
+                    post[row],
+                    target[row, p : p + w.length],
+                )
+                pieces[w.text_index].append(piece)
+        return [
+            self._analysis(enc, pieces.get(index, []), targets[index] if targets is not None else [])
+            for index, enc in enumerate(encoded)
+        ]
+
+    def _analysis(self, enc: Encoded, found: list[_Piece], spans: list[tuple[int, int]]) -> Analysis:
+        """One text's ``Analysis`` from its windows' outputs (``stream_ner.model.sentiment``, steps 1-2)."""
+        found = sorted(found, key=lambda piece: piece[0][0])
+        sentiment = post_sentiment([x[2] for x in found])
+        if not found:
+            return Analysis([], sentiment, [sentiment for _ in spans])
+        starts = [x[0] for x in found]
+        merged = merge_windows(len(enc), starts, [x[1] for x in found])
+        target = merge_windows(len(enc), starts, [x[3] for x in found])
+        entities = [
+            replace(e, sentiment=span_sentiment(target, enc.offsets, e.start, e.end, sentiment))
+            for e in decode_text(enc.text, merged, enc.offsets, enc.word_ids, self._tagset, self.aggregation)
+        ]
+        asked = [span_sentiment(target, enc.offsets, s, e, sentiment) for s, e in spans]
+        return Analysis(entities, sentiment, asked)
+
     def _feed(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows, width = arrays["input_ids"].shape
         feed = {i.name: arrays[i.name].astype(i.dtype, copy=False) for i in self._inputs}
@@ -218,6 +291,25 @@ class NerModel:
 
     def __repr__(self) -> str:
         return f"NerModel({self.name!r}, {self.version!r}, precision={self.precision!r}, {self.providers})"
+
+
+def _check_sentiment(runner: Runner, config: dict[str, Any]) -> bool:
+    """Whether the graph has both sentiment outputs, in the label order ``analyze`` decodes.
+
+    A graph with one of the two, or whose ``sentiment_labels`` are not ``LABELS``, is a ``ModelError``.
+    """
+    outputs = {o.name for o in runner.session.get_outputs()}
+    present = [n for n in (artifact.POST_SENTIMENT, artifact.TARGET_SENTIMENT) if n in outputs]
+    if not present:
+        return False
+    if len(present) == 1:
+        raise ModelError(f"the graph has {present[0]!r} but not both sentiment outputs")
+    labels = config.get("sentiment_labels")
+    if labels != list(LABELS):
+        raise ModelError(
+            f"{artifact.NER_CONFIG} gives sentiment_labels {labels!r}; this runtime decodes {list(LABELS)}"
+        )
+    return True
 
 
 def _plan_inputs(runner: Runner, constants: dict[str, Any]) -> tuple[list[_Input], list[tuple[_Input, Any]]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import stream_ner
 
-PUBLIC = {"Entity", "EntityEvent", "NerModel", "Post", "Rejected", "__version__"}
+PUBLIC = {"Analysis", "Entity", "EntityEvent", "NerModel", "Post", "Rejected", "Sentiment", "__version__"}
 
 
 def test_all_lists_the_public_names() -> None:
