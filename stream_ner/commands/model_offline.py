@@ -104,8 +104,10 @@ def register(group: argparse._SubParsersAction) -> None:
     )
     bench.add_argument(
         "--model",
+        action="append",
         default=None,
-        help="also run this artifact's graphs (default: the shipped model, if present)",
+        help="also run this artifact's graphs; repeat to time several in the same run "
+        "(default: the shipped model, if present)",
     )
     bench.add_argument("--posts", type=int, default=512, help="posts per repeat (input cycled; default: 512)")
     bench.add_argument("--batch-size", type=int, default=32, help="posts per batch (default: 32)")
@@ -207,7 +209,7 @@ def run_bench(args: argparse.Namespace) -> int:
     bench.main(
         input_path=Path(args.input) if args.input else None,
         checkpoint=Path(args.checkpoint) if args.checkpoint else None,
-        model=Path(args.model) if args.model else None,
+        model=[Path(m) for m in args.model] if args.model else None,
         posts=args.posts,
         batch_size=args.batch_size,
         repeats=args.repeats,

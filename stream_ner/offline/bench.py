@@ -6,7 +6,9 @@ Systems, all on the same tweet-like texts and the same thread count:
 (b) the same pipeline given whole batches;
 (c) ``NerModel`` on the fp32 ONNX export of the same checkpoint;
 (d) ``NerModel`` on its INT8 graph;
-plus the graphs of a model artifact (by default the shipped model) when one is present.
+plus the graphs of model artifacts (by default the shipped model) when present: several artifacts
+(``--model`` given more than once, e.g. a new model and the one it replaces) are timed in the same
+round-robin, so their posts/s compare under the same load.
 
 (a)-(d) share architecture and weights: the checkpoint is exported here by ``stream_ner.offline.export``,
 the toolchain of ``model export`` (fusions, static INT8 calibrated on the benchmark's texts), so the
@@ -182,8 +184,8 @@ def make_pipeline(checkpoint: Path) -> Any:
     )
 
 
-def systems(pipe: Any, exported: Path, extra: Path | None, batch_size: int, threads: int) -> list[System]:
-    """The systems to time, (a) to (d) then the extra artifact's graphs."""
+def systems(pipe: Any, exported: Path, extras: list[Path], batch_size: int, threads: int) -> list[System]:
+    """The systems to time, (a) to (d) then each extra artifact's graphs (named with its directory)."""
 
     def naive(texts: list[str]) -> object:
         return [pipe(text) for text in texts]
@@ -200,13 +202,16 @@ def systems(pipe: Any, exported: Path, extra: Path | None, batch_size: int, thre
             exported, precision=precision, intra_op_threads=threads, max_batch_size=batch_size
         )
         out.append(System(f"stream-ner runtime {precision}", batch_size, model.predict))
-    if extra is not None:
+    for extra in extras:
         for precision in artifact.PRECISIONS:
             if precision != "fp16" and (extra / artifact.graph_name(precision)).is_file():
                 model = NerModel.load(
                     extra, precision=precision, intra_op_threads=threads, max_batch_size=batch_size
                 )
-                out.append(System(f"{model.name} {model.version} {precision}", batch_size, model.predict))
+                name = f"{model.name} {model.version} {precision}"
+                if len(extras) > 1:
+                    name += f" ({extra.name})"
+                out.append(System(name, batch_size, model.predict))
     return out
 
 
@@ -270,14 +275,17 @@ def main(
     *,
     input_path: Path | None,
     checkpoint: Path | None,
-    model: Path | None,
+    model: Path | list[Path] | None,
     posts: int,
     batch_size: int,
     repeats: int,
     threads: int,
     out_dir: Path,
 ) -> dict[str, Any]:
-    """Run the whole benchmark, print the table, write ``bench.json`` and ``bench.png`` under ``out_dir``."""
+    """Run the whole benchmark, print the table, write ``bench.json`` and ``bench.png`` under ``out_dir``.
+
+    ``model``: the artifact(s) timed next to (a)-(d); ``None``: the shipped model, if present.
+    """
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read once, when torch loads its OpenMP runtime
     import onnxruntime
     import torch
@@ -289,11 +297,11 @@ def main(
     threads = threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     texts = load_texts(input_path or SAMPLE_POSTS, posts)
-    extra = (
-        model
-        if model is not None
-        else (DEFAULT_PATH if (DEFAULT_PATH / artifact.MANIFEST).is_file() else None)
-    )
+    if model is None:
+        extras = [DEFAULT_PATH] if (DEFAULT_PATH / artifact.MANIFEST).is_file() else []
+    else:
+        extras = [model] if isinstance(model, Path) else list(model)
+    extra = extras[0] if extras else None
     with tempfile.TemporaryDirectory(prefix="stream-ner-bench-") as tmp, quiet():
         if checkpoint is None:
             labels = list(ID2LABEL)
@@ -309,7 +317,7 @@ def main(
         with console.status("exporting the checkpoint to ONNX fp32 and INT8"):
             exported = export_artifact(checkpoint, Path(tmp) / "artifact", texts)
         pipe = make_pipeline(checkpoint)
-        all_systems = systems(pipe, exported, extra, batch_size, threads)
+        all_systems = systems(pipe, exported, extras, batch_size, threads)
         fp32 = NerModel.load(exported, precision="fp32", intra_op_threads=threads)
         tokens = fp32.count_tokens(texts)
         with console.status("comparing the fp32 runtime's entities with the pipeline's"):

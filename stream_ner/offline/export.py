@@ -4,15 +4,18 @@
 
 1. load the checkpoint (``stream_ner.offline.modeling.load_classifier``) and its fast tokenizer;
 2. trace it to ONNX (opset ``OPSET``, dynamic axes ``batch_size`` and ``sequence_length``, output
-   ``logits``) and optimise the graph with onnxruntime's transformer fusions -> ``model.fp32.onnx``;
+   ``logits``, and ``post_sentiment`` ``[batch_size, 3]`` and ``target_sentiment``
+   ``[batch_size, sequence_length, 3]`` when the checkpoint has sentiment heads) and optimise the graph
+   with onnxruntime's transformer fusions -> ``model.fp32.onnx``;
 3. ``int8``: static quantization of the fp32 graph with activation ranges calibrated on real texts
    (``stream_ner.offline.quantize``: a post's logits do not depend on its batch mates) ->
    ``model.int8.onnx``; ``fp16``: float16 weights and compute with float32 inputs and outputs ->
    ``model.fp16.onnx``;
-4. parity on probe texts, through the runtime's own tokenization: max abs logit difference of fp32
-   against PyTorch (must be under ``tolerance``, else ``ModelError``), label agreement of int8 and fp16
-   against fp32 over real tokens (reported);
-5. ``tokenizer.json``, ``ner_config.json`` and ``manifest.json`` (sha256 of every file, versions, parity).
+4. parity on probe texts, through the runtime's own tokenization: max abs difference of every output of
+   fp32 against PyTorch (must be under ``tolerance``, else ``ModelError``), label agreement of int8 and
+   fp16 against fp32 (tags over real tokens, post sentiment per post; reported);
+5. ``tokenizer.json``, ``ner_config.json`` (with ``sentiment_labels`` when there are sentiment outputs)
+   and ``manifest.json`` (sha256 of every file, versions, parity).
 
 ``src`` may also be a model artifact with an fp32 graph (no checkpoint needed): its fp32 graph, tokenizer
 and label map are kept as they are and steps 3-5 make the other precisions again from that graph.
@@ -127,8 +130,12 @@ def export(
         raw = work / "raw.onnx"
         feeds = _probe_feeds(tokenizer, classifier.input_names, max_length)
         example = tuple(torch.from_numpy(feeds[n][:2]) for n in classifier.input_names)
+        outputs = list(classifier.output_names)
         axes = {n: {0: "batch_size", 1: "sequence_length"} for n in classifier.input_names}
         axes["logits"] = {0: "batch_size", 1: "sequence_length"}
+        if artifact.POST_SENTIMENT in outputs:
+            axes[artifact.POST_SENTIMENT] = {0: "batch_size"}
+            axes[artifact.TARGET_SENTIMENT] = {0: "batch_size", 1: "sequence_length"}
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer warnings on Python control flow in HF models
             torch.onnx.export(
@@ -136,7 +143,7 @@ def export(
                 example,
                 str(raw),
                 input_names=classifier.input_names,
-                output_names=["logits"],
+                output_names=outputs,
                 dynamic_axes=axes,
                 opset_version=OPSET,
                 do_constant_folding=True,
@@ -154,20 +161,32 @@ def export(
 
     # 4. parity
     with torch.no_grad():
-        reference = classifier(*(torch.from_numpy(feeds[n]) for n in classifier.input_names)).numpy()
+        traced = classifier(*(torch.from_numpy(feeds[n]) for n in classifier.input_names))
+    traced = traced if isinstance(traced, tuple) else (traced,)
+    reference = {name: t.numpy() for name, t in zip(outputs, traced, strict=True)}
     valid = feeds["attention_mask"].astype(bool)
     parity: dict[str, Any] = {"probe_texts": len(PROBE_TEXTS), "tolerance": tolerance}
-    got = {p: _run(out / artifact.graph_name(p), feeds) for p in (*dict.fromkeys(("fp32", *precisions)),)}
-    logits32 = got["fp32"]
-    if logits32 is None:
+    got = {
+        p: _run(out / artifact.graph_name(p), feeds, outputs)
+        for p in (*dict.fromkeys(("fp32", *precisions)),)
+    }
+    ours = got["fp32"]
+    if ours is None:
         raise ModelError("the fp32 graph does not run on this machine's CPU")
-    diff = float(np.abs(logits32 - reference)[valid].max())
-    parity["fp32_max_abs_diff_vs_torch"] = diff
-    labels32 = logits32.argmax(-1)[valid]
-    parity["fp32_label_agreement_vs_torch"] = float((labels32 == reference.argmax(-1)[valid]).mean())
+    diffs = {name: _max_diff(name, ours[name], reference[name], valid) for name in outputs}
+    parity["fp32_max_abs_diff_vs_torch"] = diffs["logits"]
+    labels32 = ours["logits"].argmax(-1)[valid]
+    parity["fp32_label_agreement_vs_torch"] = float(
+        (labels32 == reference["logits"].argmax(-1)[valid]).mean()
+    )
+    for name in outputs[1:]:
+        parity[f"fp32_{name}_max_abs_diff_vs_torch"] = diffs[name]
     parity.update(_agreement(got, valid))
-    if diff > tolerance:
-        raise ModelError(f"fp32 ONNX logits differ from PyTorch by {diff:.2e} > tolerance {tolerance:.1e}")
+    worst = max(diffs, key=lambda n: diffs[n])
+    if diffs[worst] > tolerance:
+        raise ModelError(
+            f"fp32 ONNX {worst} differs from PyTorch by {diffs[worst]:.2e} > tolerance {tolerance:.1e}"
+        )
     step("parity checked")
 
     # 5. metadata
@@ -182,6 +201,8 @@ def export(
         "aggregation": aggregation,
         "inputs": {},
     }
+    if artifact.POST_SENTIMENT in outputs:
+        ner_config["sentiment_labels"] = list(artifact.SENTIMENT_LABELS)
     (out / artifact.NER_CONFIG).write_text(json.dumps(ner_config, indent=2) + "\n", encoding="utf-8")
     files = [artifact.NER_CONFIG, artifact.TOKENIZER, *(artifact.graph_name(p) for p in written)]
     manifest = {
@@ -192,6 +213,7 @@ def export(
         "versions": _versions(),
         "opset": OPSET,
         "inputs": classifier.input_names,
+        "outputs": outputs,
         "precisions": {p: _precision_note(p) for p in written},
         "parity": parity,
         **({"quantization": derived} if derived else {}),
@@ -244,7 +266,9 @@ def export_from_artifact(
     manifest = json.loads((out / artifact.MANIFEST).read_text(encoding="utf-8"))
     config = json.loads((out / artifact.NER_CONFIG).read_text(encoding="utf-8"))
     fp32 = out / artifact.graph_name("fp32")
-    names = [i.name for i in onnx.load(fp32, load_external_data=False).graph.input]
+    graph = onnx.load(fp32, load_external_data=False).graph
+    names = [i.name for i in graph.input]
+    outputs = [o.name for o in graph.output]
     tokenizer = WindowTokenizer.from_file(out / artifact.TOKENIZER, with_shapes="shape_ids" in names)
     max_length, stride = int(config.get("max_length", 128)), int(config.get("stride", 32))
     remade = tuple(p for p in precisions if p != "fp32")
@@ -255,7 +279,7 @@ def export_from_artifact(
 
     # 4. parity against the fp32 graph
     feeds = _probe_feeds(tokenizer, names, max_length)
-    got = {p: _run(out / artifact.graph_name(p), feeds) for p in ("fp32", *remade)}
+    got = {p: _run(out / artifact.graph_name(p), feeds, outputs) for p in ("fp32", *remade)}
     parity = {**manifest.get("parity", {}), **_agreement(got, feeds["attention_mask"].astype(bool))}
 
     # 5. metadata
@@ -306,18 +330,32 @@ def _derive(
     return derived
 
 
-def _agreement(got: dict[str, np.ndarray | None], valid: np.ndarray) -> dict[str, float]:
-    """Token label agreement and max abs logit difference of each other graph against fp32, on real tokens."""
-    logits32 = got["fp32"]
-    if logits32 is None:
+def _agreement(got: dict[str, dict[str, np.ndarray] | None], valid: np.ndarray) -> dict[str, float]:
+    """Label agreement and max abs difference of each other graph's outputs against fp32's.
+
+    Tags and target sentiment on real tokens, post sentiment per post. The keys of ``logits`` keep their
+    earlier names (``<precision>_label_agreement_vs_fp32``, ``<precision>_max_abs_diff_vs_fp32``).
+    """
+    ours = got["fp32"]
+    if ours is None:
         raise ModelError("the fp32 graph does not run on this machine's CPU")
-    labels32 = logits32.argmax(-1)[valid]
     out = {}
     for p, other in got.items():
-        if p != "fp32" and other is not None:
-            out[f"{p}_label_agreement_vs_fp32"] = float((other.argmax(-1)[valid] == labels32).mean())
-            out[f"{p}_max_abs_diff_vs_fp32"] = float(np.abs(other - logits32)[valid].max())
+        if p == "fp32" or other is None:
+            continue
+        for name, reference in ours.items():
+            mask = valid if reference.ndim == 3 else np.ones(reference.shape[0], dtype=bool)
+            key = "" if name == "logits" else f"{name}_"
+            agree = other[name].argmax(-1)[mask] == reference.argmax(-1)[mask]
+            out[f"{p}_{key}label_agreement_vs_fp32"] = float(agree.mean())
+            out[f"{p}_{key}max_abs_diff_vs_fp32"] = float(np.abs(other[name] - reference)[mask].max())
     return out
+
+
+def _max_diff(name: str, got: np.ndarray, reference: np.ndarray, valid: np.ndarray) -> float:
+    """Max abs difference of one output: on real tokens for per-token outputs, every row otherwise."""
+    mask = valid if reference.ndim == 3 else np.ones(reference.shape[0], dtype=bool)
+    return float(np.abs(got - reference)[mask].max())
 
 
 def _precision_note(precision: str) -> str:
@@ -393,16 +431,15 @@ def _to_fp16(fp32: Path, dest: Path) -> None:
     onnx.checker.check_model(str(dest))
 
 
-def _run(graph: Path, feeds: dict[str, np.ndarray]) -> np.ndarray | None:
-    """Logits of a graph on CPU; ``None`` when this machine cannot run it (fp16 kernels missing)."""
+def _run(graph: Path, feeds: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray] | None:
+    """The ``outputs`` of a graph on CPU; ``None`` when this machine cannot run it (fp16 kernels missing)."""
     import onnxruntime as ort
 
     try:
         session = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
         names = {i.name for i in session.get_inputs()}
-        return np.asarray(
-            session.run(["logits"], {k: v for k, v in feeds.items() if k in names})[0], np.float32
-        )
+        values = session.run(outputs, {k: v for k, v in feeds.items() if k in names})
+        return {n: np.asarray(v, np.float32) for n, v in zip(outputs, values, strict=True)}
     except Exception:
         if ".fp16." in graph.name:
             return None

@@ -8,6 +8,10 @@ the level the event carries: span, label, text and the score rounded as ``Entity
 
 Two batching set-ups per precision: the worker's (length-sorted batches cut at 10% padding) and one batch
 of up to 64 rows with no padding limit, where short posts sit next to full 128-token windows.
+
+A graph with sentiment outputs is held to the same for ``analyze``: every post and entity sentiment has
+the same label alone and in a batch, and its probabilities agree within 1e-6 (fp32 sums in another order
+when rows are padded differently: about 6e-8 was seen).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import json
 import random
 
+import numpy as np
 import pytest
 
 from stream_ner.messages import EntityMention
@@ -38,6 +43,20 @@ def _texts() -> list[str]:
 
 
 TEXTS = _texts()
+
+
+def _sentiments(model: NerModel, texts: list[str]) -> list[list[tuple[str, np.ndarray]]]:
+    """Per text: (label, probabilities) of the post's sentiment, then of each entity's."""
+    return [
+        [(s.label, np.asarray(s.probs)) for s in (a.sentiment, *(e.sentiment for e in a.entities)) if s]
+        for a in model.analyze(texts)
+    ]
+
+
+def _same(a: list[tuple[str, np.ndarray]], b: list[tuple[str, np.ndarray]]) -> bool:
+    return len(a) == len(b) and all(
+        x[0] == y[0] and np.abs(x[1] - y[1]).max() <= 1e-6 for x, y in zip(a, b, strict=True)
+    )
 
 
 def _carried(model: NerModel, texts: list[str]) -> list[list[EntityMention]]:
@@ -77,5 +96,27 @@ def test_entities_are_the_same_alone_and_in_any_batch(
         differing.update(i for i, found in zip(picked, together, strict=True) if found != alone[i])
     assert not differing, (
         f"{precision}: {len(differing)} posts got other entities or scores in a batch than alone, e.g. "
+        f"{TEXTS[min(differing)][:80]!r}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("max_batch_size", "max_padding"), [(32, 0.1), (64, 1.0)], ids=["worker-batching", "one-padded-batch"]
+)
+def test_sentiments_are_the_same_alone_and_in_any_batch(
+    precision: str, max_batch_size: int, max_padding: float
+) -> None:
+    model = NerModel.load(precision=precision, max_batch_size=max_batch_size, max_padding=max_padding)
+    if not model.has_sentiment:
+        pytest.skip("the shipped model has no sentiment outputs")
+    alone = [_sentiments(model, [text])[0] for text in TEXTS]
+    rng = random.Random(f"{SEED}-{precision}-{max_padding}-sentiment")
+    differing: set[int] = set()
+    for _ in range(TRIALS):
+        picked = rng.choices(range(len(TEXTS)), k=rng.randint(1, 64))
+        together = _sentiments(model, [TEXTS[i] for i in picked])
+        differing.update(i for i, found in zip(picked, together, strict=True) if not _same(found, alone[i]))
+    assert not differing, (
+        f"{precision}: {len(differing)} posts got other sentiments in a batch than alone, e.g. "
         f"{TEXTS[min(differing)][:80]!r}"
     )
