@@ -37,9 +37,11 @@ def register(group: argparse._SubParsersAction) -> None:
 
     evaluate = group.add_parser(
         "eval",
-        help="entity-level precision, recall and F1 of a model on a JSONL file",
-        description="Score a model (the runtime NerModel) on shared-format JSONL files: exact-match "
-        "precision, recall and F1 per label and micro, on the labels each dataset annotates.",
+        help="entity-level P/R/F1, or sentiment measures, of a model on JSONL files",
+        description="Score a model (the runtime NerModel) on shared-format JSONL files, the format "
+        "detected per file. NER files: exact-match precision, recall and F1 per label and micro, on the "
+        "labels each dataset annotates. Post sentiment files: macro-averaged recall, accuracy and "
+        "macro-F1; target sentiment files: accuracy and macro-F1 (the model needs sentiment heads).",
     )
     evaluate.add_argument("files", nargs="+", type=Path, help="shared-format JSONL files")
     evaluate.add_argument(
@@ -52,7 +54,16 @@ def register(group: argparse._SubParsersAction) -> None:
         help="graph to run (default: setting)",
     )
     evaluate.add_argument(
-        "--baseline", choices=("spacy",), default=None, help="score spaCy en_core_web_sm instead of a model"
+        "--baseline",
+        choices=("spacy", "tfidf"),
+        default=None,
+        help="spacy: score spaCy en_core_web_sm instead of the model (NER files); tfidf: also score "
+        "TF-IDF + logistic regression trained on the corpus' train split (sentiment files)",
+    )
+    evaluate.add_argument(
+        "--sentiment-data",
+        default=None,
+        help="sentiment data directory the tfidf baseline trains on (default: $STREAM_NER_SENTIMENT_DATA)",
     )
     evaluate.add_argument(
         "--labels", default=None, help="comma-separated labels to score (default: what the dataset annotates)"
@@ -116,24 +127,68 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    """Handler of ``model eval``."""
+    """Handler of ``model eval``: NER files as before, sentiment files by ``_eval_sentiment``."""
     from stream_ner.offline.report import evaluate_files, model_predictor, print_scores
+    from stream_ner.offline.sentiment_data import file_format
 
-    if args.baseline == "spacy":
-        from stream_ner.offline.spacy_baseline import spacy_predictor
+    formats = {path: _format_of(path, file_format) for path in args.files}
+    ner_files = [p for p in args.files if formats[p] == "ner"]
+    sentiment_files = [p for p in args.files if formats[p] != "ner"]
+    model = None if args.baseline == "spacy" else load_model(args.model, args.precision)
+    output: dict[str, Any] = {}
+    if ner_files and args.baseline != "tfidf":
+        if args.baseline == "spacy":
+            from stream_ner.offline.spacy_baseline import spacy_predictor
 
-        predictor = spacy_predictor()
-    else:
-        predictor = model_predictor(load_model(args.model, args.precision))
-    labels = [x.strip() for x in args.labels.split(",")] if args.labels else None
-    results = evaluate_files(args.files, predictor, labels)
-    for name, scores in results.items():
-        print_scores(name, scores)
+            predictor = spacy_predictor()
+        else:
+            assert model is not None
+            predictor = model_predictor(model)
+        labels = [x.strip() for x in args.labels.split(",")] if args.labels else None
+        results = evaluate_files(ner_files, predictor, labels)
+        for name, scores in results.items():
+            print_scores(name, scores)
+        output.update({k: v.as_dict() for k, v in results.items()})
+    if sentiment_files:
+        if model is None:
+            raise ConfigError("--baseline spacy scores NER files only; sentiment files need the model")
+        output.update(_eval_sentiment(sentiment_files, formats, model, args))
     if args.output:
-        args.output.write_text(
-            json.dumps({k: v.as_dict() for k, v in results.items()}, indent=2) + "\n", encoding="utf-8"
-        )
+        args.output.write_text(json.dumps(output, indent=2) + "\n", encoding="utf-8")
     return 0
+
+
+def _eval_sentiment(
+    files: list[Path], formats: dict[Path, str], model: NerModel, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Sentiment measures of the model (and of the TF-IDF baseline with ``--baseline tfidf``) per file."""
+    from stream_ner.offline.sentiment_report import print_sentiment, score_sentiment_file
+
+    baselines: dict[str, Any] = {}
+    if args.baseline == "tfidf":
+        from stream_ner.extras import require
+        from stream_ner.offline.sentiment_data import sentiment_dir
+        from stream_ner.offline.sentiment_report import tfidf_analyzer
+
+        require("offline", "`stream-ner model eval --baseline tfidf`")
+        root = sentiment_dir(args.sentiment_data)
+        baselines = {kind: tfidf_analyzer(root, kind) for kind in sorted({formats[p] for p in files})}
+    out: dict[str, Any] = {}
+    for path in files:
+        name = f"{path.parent.name}/{path.name}"
+        columns = {f"{model.name} {model.precision}": score_sentiment_file(path, model.analyze)}
+        if baselines:
+            columns["TF-IDF + logistic regression"] = score_sentiment_file(path, baselines[formats[path]])
+        print_sentiment(f"{name} ({formats[path]} sentiment, %)", columns)
+        out[name] = columns
+    return out
+
+
+def _format_of(path: Path, detect: Any) -> str:
+    try:
+        return str(detect(path))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
 
 
 def _records(lines: IO[str]) -> Iterator[dict[str, Any]]:
