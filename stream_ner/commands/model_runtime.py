@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from stream_ner.commands import model_novelty
 from stream_ner.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -69,6 +70,7 @@ def register(group: argparse._SubParsersAction) -> None:
         "--labels", default=None, help="comma-separated labels to score (default: what the dataset annotates)"
     )
     evaluate.add_argument("--output", type=Path, default=None, help="write the scores as JSON here")
+    model_novelty.add_options(evaluate)  # --train: seen / unseen entities
     evaluate.set_defaults(handler=run_eval)
 
 
@@ -144,11 +146,13 @@ def run_eval(args: argparse.Namespace) -> int:
         else:
             assert model is not None
             predictor = model_predictor(model)
+        predictor = model_novelty.remembering(predictor)  # the novelty report reuses the predictions
         labels = [x.strip() for x in args.labels.split(",")] if args.labels else None
         results = evaluate_files(ner_files, predictor, labels)
         for name, scores in results.items():
             print_scores(name, scores)
         output.update({k: v.as_dict() for k, v in results.items()})
+        output.update(model_novelty.report(ner_files, predictor, labels, args.train))
     if sentiment_files:
         if model is None:
             raise ConfigError("--baseline spacy scores NER files only; sentiment files need the model")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -50,7 +51,11 @@ def test_the_scorer_on_known_answers(records: list[Record]) -> None:
     assert (per.fp, per.fn) == (mona, 0)
 
 
-def test_shipped_model_reaches_the_floor(records: list[Record]) -> None:
+def test_shipped_model_reaches_the_floor_and_model_eval_reports_it(
+    records: list[Record], tmp_path: Path
+) -> None:
+    from stream_ner.cli import main
+
     model = NerModel.load()
     predicted = [
         [(e.start, e.end, e.label) for e in found] for found in model.predict([r.text for r in records])
@@ -58,3 +63,10 @@ def test_shipped_model_reaches_the_floor(records: list[Record]) -> None:
     gold = [list(r.spans) for r in records]
     accuracy = exact_post_accuracy(gold, predicted)
     assert accuracy >= FLOOR, f"{accuracy:.3f} of the challenge posts exactly right"
+    out = tmp_path / "scores.json"
+    assert main(["model", "eval", str(CHALLENGE), "--output", str(out)]) == 0
+    scores = json.loads(out.read_text(encoding="utf-8"))
+    entry = scores["data/ner_type_challenge.jsonl#novelty"]
+    assert (entry["posts"], entry["posts_exactly_right"]) == (len(records), round(accuracy * len(records)))
+    assert "seen" not in entry  # no train split beside it, so no seen / unseen split
+    assert scores["data/ner_type_challenge.jsonl"]["micro"]["tp"] == score(gold, predicted).micro.tp
