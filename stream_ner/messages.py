@@ -15,12 +15,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 
 from stream_ner.errors import InvalidPost
-from stream_ner.model.entity import Entity
+from stream_ner.model.entity import Entity, Sentiment
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
 DLQ_VALUE_LIMIT = 65_536
 """Bytes of an unusable value kept in its ``Rejected`` record."""
+
+SentimentLabel = Literal["negative", "neutral", "positive"]
 
 
 class Post(BaseModel):
@@ -76,10 +78,17 @@ class EntityMention(BaseModel):
     score: float = Field(ge=0.0, le=1.0)
     text: str
     brand: str | None = None
+    sentiment: float | None = Field(
+        default=None, ge=-1.0, le=1.0, description="Sentiment toward the span: P(positive) - P(negative)."
+    )
+    sentiment_label: SentimentLabel | None = Field(
+        default=None, description="The most probable polarity toward the span."
+    )
 
     @classmethod
     def of(cls, entity: Entity, brand: str | None = None) -> EntityMention:
-        """Wrap a model ``Entity``."""
+        """Wrap a model ``Entity``, with its sentiment when the model gave one."""
+        score, label = _tone(entity.sentiment)
         return cls(
             start=entity.start,
             end=entity.end,
@@ -87,6 +96,8 @@ class EntityMention(BaseModel):
             score=round(float(entity.score), 4),
             text=entity.text,
             brand=brand,
+            sentiment=score,
+            sentiment_label=label,
         )
 
 
@@ -104,10 +115,28 @@ class EntityEvent(BaseModel):
     lang: str | None
     source: str | None
     metadata: dict[str, Any]
-    sentiment: float | None = Field(default=None, description="Post sentiment in [-1, 1], when known.")
+    sentiment: float | None = Field(
+        default=None, ge=-1.0, le=1.0, description="Post sentiment, P(positive) - P(negative), when known."
+    )
+    sentiment_label: SentimentLabel | None = Field(
+        default=None, description="The post's most probable polarity, when known."
+    )
     model: ModelRef
     origin: Origin
     processed_at: datetime
+
+
+def _tone(sentiment: Sentiment | None) -> tuple[float | None, SentimentLabel | None]:
+    """A model ``Sentiment`` as the two event fields: score (4 decimals) and label."""
+    if sentiment is None:
+        return None, None
+    return round(min(1.0, max(-1.0, float(sentiment.score))), 4), sentiment.label  # type: ignore[return-value]
+
+
+def event_tone(sentiment: Sentiment | None) -> dict[str, Any]:
+    """The ``sentiment`` and ``sentiment_label`` fields of an ``EntityEvent`` for a post's sentiment."""
+    score, label = _tone(sentiment)
+    return {"sentiment": score, "sentiment_label": label}
 
 
 class Rejected(BaseModel):
@@ -148,7 +177,9 @@ class BrandAggregate(BaseModel):
     """One brand in one window, on ``brand-aggregates`` (keyed by ``key()``) and in Redis.
 
     Counts are exact: ``mentions`` (linked mentions, at least one per post), ``posts`` (distinct post ids),
-    ``authors`` (distinct authors; posts without an author are not counted here). ``co_brands`` and
+    ``authors`` (distinct authors; posts without an author are not counted here), and the mentions per
+    polarity toward the brand (``negative``, ``neutral``, ``positive``: each linked entity's target
+    sentiment; a brand found only by the catalog takes the post's). ``co_brands`` and
     ``co_entities`` are the ``top_n`` most frequent, counted in posts. ``final`` is true once the window is
     closed (stream time past its end plus grace): the values can no longer change. The aggregation stage
     builds these records as plain dicts in its hot loop; this model is their schema, and a test keeps the
@@ -168,8 +199,18 @@ class BrandAggregate(BaseModel):
     co_brands: list[Count]
     co_entities: list[Count]
     sample_post_ids: list[str]
-    sentiment_sum: float
-    sentiment_count: int = Field(ge=0, description="Posts that carried a sentiment.")
+    sentiment_sum: float = Field(description="Sum of the sentiment scores of the mentions that had one.")
+    sentiment_count: int = Field(ge=0, description="Mentions that had a sentiment.")
+    sentiment_mean: float | None = Field(
+        default=None, description="sentiment_sum / sentiment_count, in [-1, 1]; None: no sentiment yet."
+    )
+    negative: int = Field(default=0, ge=0, description="Mentions with a negative sentiment toward the brand.")
+    neutral: int = Field(default=0, ge=0, description="Mentions with a neutral sentiment.")
+    positive: int = Field(default=0, ge=0, description="Mentions with a positive sentiment.")
+    net_sentiment: float | None = Field(
+        default=None,
+        description="(positive - negative) / (positive + negative), in [-1, 1]; None when both are 0.",
+    )
     final: bool
 
     def key(self) -> str:

@@ -6,8 +6,8 @@ a window is the sum of its S / P panes. Durable state, changelogged to one chang
 partition, restored after a crash; every value names its ``partition`` and the by-brand ``offset`` of the
 last record applied to it::
 
-    ["pane", family, start, brand]            Pane: mentions, posts, sentiment sums, co-mention counts,
-                                              the first sample post ids
+    ["pane", family, start, brand]            Pane: mentions, posts, mentions per polarity and their
+                                              score sum, co-mention counts, the first sample post ids
     ["authors", family, start, brand, offset] authors first seen in the pane by the records up to offset
     ["final", family, start, brand]           the frozen record of a closed window not yet written
                                               everywhere (``record``)
@@ -113,6 +113,9 @@ class Pane:
     posts: int = 0
     sentiment_sum: float = 0.0
     sentiment_count: int = 0
+    negative: int = 0
+    neutral: int = 0
+    positive: int = 0
     co_brands: dict[str, int] = field(default_factory=dict)
     co_entities: dict[str, int] = field(default_factory=dict)
     samples: list[str] = field(default_factory=list)
@@ -126,6 +129,9 @@ class Pane:
             "posts": self.posts,
             "sentiment_sum": self.sentiment_sum,
             "sentiment_count": self.sentiment_count,
+            "negative": self.negative,
+            "neutral": self.neutral,
+            "positive": self.positive,
             "co_brands": dict(self.co_brands),  # copies: the pane changes on, the write must not
             "co_entities": dict(self.co_entities),
             "samples": list(self.samples),
@@ -133,7 +139,7 @@ class Pane:
 
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> Pane:
-        """Inverse of ``to_json``."""
+        """Inverse of ``to_json`` (a pane written before the polarity counts has zero of each)."""
         fields = {k: v for k, v in value.items() if k != "partition"}
         return cls(**fields | {k: type(value[k])(value[k]) for k in ("co_brands", "co_entities", "samples")})
 
@@ -311,9 +317,13 @@ class PaneState:
         pane.offset = offset
         pane.mentions += mention.mentions
         pane.posts += 1
-        if mention.sentiment is not None:
+        negative, neutral, positive = mention.tone
+        if negative or neutral or positive:
+            pane.negative += negative
+            pane.neutral += neutral
+            pane.positive += positive
+            pane.sentiment_count += negative + neutral + positive
             pane.sentiment_sum += mention.sentiment
-            pane.sentiment_count += 1
         if len(pane.samples) < self.settings.samples:
             pane.samples.append(mention.post_id)
         limit = self.settings.max_co_mentions
@@ -371,7 +381,7 @@ class PaneState:
         name, start, brand = window_id
         family = self.families[name]
         view = self.views[window_id]
-        mentions = posts = sentiment_count = 0
+        mentions = posts = sentiment_count = negative = neutral = positive = 0
         sentiment_sum = 0.0
         samples: list[str] = []
         for p in family.pane_starts(start):
@@ -382,7 +392,11 @@ class PaneState:
             posts += pane.posts
             sentiment_sum += pane.sentiment_sum
             sentiment_count += pane.sentiment_count
+            negative += pane.negative
+            neutral += pane.neutral
+            positive += pane.positive
             samples.extend(pane.samples)
+        polar = positive + negative
         return {
             "brand": brand,
             "unknown": brand.startswith(UNKNOWN_PREFIX),
@@ -397,6 +411,11 @@ class PaneState:
             "sample_post_ids": samples[: self.settings.samples],
             "sentiment_sum": round(sentiment_sum, 6),
             "sentiment_count": sentiment_count,
+            "sentiment_mean": round(sentiment_sum / sentiment_count, 4) if sentiment_count else None,
+            "negative": negative,
+            "neutral": neutral,
+            "positive": positive,
+            "net_sentiment": round((positive - negative) / polar, 4) if polar else None,
             "final": final,
         }
 

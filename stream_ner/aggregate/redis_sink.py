@@ -4,9 +4,12 @@ Key layout (``P`` is ``redis.key_prefix``; ``W`` a window family name such as ``
 in epoch seconds; ``B`` a brand id, unknown brands starting with ``~``)::
 
     P:agg:W:S:B      HASH    one brand in one window: brand, window, start, end (epoch s), mentions, posts,
-                             authors, sentiment_sum, sentiment_count, co_brands, co_entities, samples
+                             authors, sentiment_sum, sentiment_count, sentiment_mean, negative, neutral,
+                             positive, net_sentiment (empty: none yet), co_brands, co_entities, samples
                              (JSON lists), final (0/1), record (the full BrandAggregate JSON)
     P:top:W:S        ZSET    leaderboard of the window: member B, score = mentions
+    P:net:W:S        ZSET    brands of the window by net sentiment: member B, score = net_sentiment
+                             (brands with a positive or negative mention only; lowest = most negative)
     P:series:W:B     ZSET    per-brand time series: member S, score S (read the hashes P:agg:W:S:B)
     P:windows:W      ZSET    window starts known for W: member S, score S
     P:updates        STREAM  one entry per written record: brand, window, start, mentions, final
@@ -52,6 +55,10 @@ class Keys:
         """Leaderboard of one window."""
         return f"{self.prefix}:top:{window}:{start}"
 
+    def net(self, window: str, start: int) -> str:
+        """Brands of one window by net sentiment."""
+        return f"{self.prefix}:net:{window}:{start}"
+
     def series(self, window: str, brand: str) -> str:
         """Window starts of one brand."""
         return f"{self.prefix}:series:{window}:{brand}"
@@ -77,12 +84,21 @@ def hash_fields(record: Record) -> dict[str, str | int | float]:
         "authors": record["authors"],
         "sentiment_sum": record["sentiment_sum"],
         "sentiment_count": record["sentiment_count"],
+        "sentiment_mean": _or_empty(record["sentiment_mean"]),
+        "negative": record["negative"],
+        "neutral": record["neutral"],
+        "positive": record["positive"],
+        "net_sentiment": _or_empty(record["net_sentiment"]),
         "co_brands": orjson.dumps(record["co_brands"]).decode(),
         "co_entities": orjson.dumps(record["co_entities"]).decode(),
         "samples": orjson.dumps(record["sample_post_ids"]).decode(),
         "final": int(record["final"]),
         "record": orjson.dumps(record).decode(),
     }
+
+
+def _or_empty(value: float | None) -> float | str:
+    return "" if value is None else value
 
 
 def queue_writes(
@@ -101,7 +117,7 @@ def queue_writes(
     """
     written = {} if written is None else written
     now: dict[str, dict[str, Any]] = {}
-    tops: dict[str, dict[str, int]] = {}  # one ZADD per leaderboard and index, however many records
+    tops: dict[str, dict[str, float]] = {}  # one ZADD per leaderboard and index, however many records
     indexes: dict[str, dict[str, int]] = {}
     for record in records:
         start, brand, window = epoch_s(record["window_start"]), record["brand"], record["window"]
@@ -115,6 +131,8 @@ def queue_writes(
         pipe.hset(agg, mapping=changed)
         if before is None or "mentions" in changed:
             tops.setdefault(keys.top(window, start), {})[brand] = record["mentions"]
+        if "net_sentiment" in changed and record["net_sentiment"] is not None:
+            tops.setdefault(keys.net(window, start), {})[brand] = record["net_sentiment"]
         if before is None:
             pipe.expire(agg, ttl_s)
             for index in (keys.series(window, brand), keys.windows(window)):

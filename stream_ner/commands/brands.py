@@ -17,6 +17,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--at", type=_moment, help="a time inside the window (ISO 8601 or epoch s; default: latest)"
     )
     top.add_argument("--n", type=int, default=10, help="how many brands (default: 10)")
+    top.add_argument(
+        "--sort",
+        choices=("mentions", "net-sentiment"),
+        default="mentions",
+        help="most mentioned first (default), or most negative net sentiment first",
+    )
     top.set_defaults(handler=_top)
     link = sub.add_parser("link", help="show the brands the linker finds in a text (no model: untagged only)")
     link.add_argument("text")
@@ -42,11 +48,17 @@ def _iso(epoch: int) -> str:
 def _top(args: argparse.Namespace) -> int:
     from stream_ner.settings import load_settings
 
-    return 0 if print_top(load_settings(), args.window, args.at, args.n) else 1
+    return 0 if print_top(load_settings(), args.window, args.at, args.n, sort=args.sort) else 1
 
 
-def print_top(settings: Any, window: str, at: int | None, n: int, console: Any = None) -> bool:
-    """Print the leaderboard of ``window`` at ``at`` (latest when ``None``); ``False`` if Redis has none."""
+def print_top(
+    settings: Any, window: str, at: int | None, n: int, console: Any = None, sort: str = "mentions"
+) -> bool:
+    """Print the leaderboard of ``window`` at ``at`` (latest when ``None``); ``False`` if Redis has none.
+
+    The sentiment columns: ``net`` is (positive - negative) / (positive + negative) of the brand's mentions,
+    ``- / = / +`` the mentions per polarity.
+    """
     import redis
     from rich.console import Console
     from rich.table import Table
@@ -54,19 +66,20 @@ def print_top(settings: Any, window: str, at: int | None, n: int, console: Any =
     from stream_ner.aggregate.leaderboard import read_top
 
     client = redis.Redis.from_url(settings.redis.url, socket_timeout=5, socket_connect_timeout=2)
-    board = read_top(client, settings.redis.key_prefix, window, at, n)
+    board = read_top(client, settings.redis.key_prefix, window, at, n, sort=sort)
     console = console or Console()
     if board is None:
         console.print(f"no '{window}' window in Redis" + (f" at {_iso(at)}" if at else ""))
         return False
     table = Table(title=f"{board.window} window {_iso(board.start)} - {_iso(board.end)}")
-    for column in ("#", "brand", "mentions", "posts", "authors", "sentiment", "final"):
+    for column in ("#", "brand", "mentions", "posts", "authors", "net", "- / = / +", "final"):
         table.add_column(column, justify="left" if column == "brand" else "right")
     for rank, row in enumerate(board.rows, start=1):
-        sentiment = "" if row.sentiment_mean is None else f"{row.sentiment_mean:+.2f}"
+        net = "" if row.net_sentiment is None else f"{row.net_sentiment:+.2f}"
+        tones = f"{row.negative} / {row.neutral} / {row.positive}" if row.sentiment_mean is not None else ""
         final = "yes" if row.final else ""
         table.add_row(
-            str(rank), row.brand, str(row.mentions), str(row.posts), str(row.authors), sentiment, final
+            str(rank), row.brand, str(row.mentions), str(row.posts), str(row.authors), net, tones, final
         )
     console.print(table)
     return True

@@ -50,7 +50,9 @@ class Unit:
 
 def find_units(text: str) -> list[Unit]:
     """The units of ``text`` (step 1), sorted and with overlapping ones merged."""
-    found = [Unit(m.start(), m.end(), False) for m in _COMPOUND.finditer(text)]
+    found = []
+    if any(h in text for h in HYPHENS):
+        found = [Unit(m.start(), m.end(), False) for m in _COMPOUND.finditer(text)]
     if "$" in text:
         found += [Unit(m.start(), m.end(), m.group(1).isupper()) for m in _CASHTAG.finditer(text)]
     if found and ("/" in text or "www." in text.lower()):

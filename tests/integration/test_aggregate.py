@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -139,6 +139,12 @@ def aggregators():
         aggregator.stop()
 
 
+Tone = tuple[str, float]
+"""A sentiment label and score, as events carry them."""
+
+TONES: list[Tone | None] = [None, ("negative", -0.75), ("neutral", 0.0), ("positive", 0.5)]
+
+
 @dataclass(frozen=True)
 class Scripted:
     """One post of the script: who wrote it, when, which brands (and entities) it mentions."""
@@ -147,16 +153,24 @@ class Scripted:
     at_s: float
     brands: tuple[str, ...]
     author: str | None
-    sentiment: float | None = None
+    sentiment: Tone | None = None  # the post's
     person: str | None = None
+    tones: tuple[Tone | None, ...] = ()  # toward each brand's entity; none: the post's counts
 
     def event(self) -> bytes:
         text = " ".join(self.brands) + (f" {self.person}" if self.person else "")
         entities, pos = [], 0
-        for brand in self.brands:
+        for brand, tone in zip(self.brands, self.tones or [None] * len(self.brands), strict=True):
             entities.append(
                 EntityMention(
-                    start=pos, end=pos + len(brand), label="ORG", score=0.9, text=brand, brand=brand
+                    start=pos,
+                    end=pos + len(brand),
+                    label="ORG",
+                    score=0.9,
+                    text=brand,
+                    brand=brand,
+                    sentiment=tone and tone[1],
+                    sentiment_label=tone and tone[0],
                 )
             )
             pos += len(brand) + 1
@@ -175,7 +189,8 @@ class Scripted:
                 lang="en",
                 source="test",
                 metadata={},
-                sentiment=self.sentiment,
+                sentiment=self.sentiment and self.sentiment[1],
+                sentiment_label=self.sentiment and self.sentiment[0],
                 model=ModelRef(name="test", version="1"),
                 origin=Origin(topic="raw", partition=0, offset=0, timestamp_ms=None),
                 processed_at=datetime.now(UTC),
@@ -183,6 +198,11 @@ class Scripted:
             .model_dump_json()
             .encode()
         )
+
+    def tone_toward(self, brand: str) -> Tone | None:
+        """The sentiment a mention of ``brand`` counts with: its entity's, else the post's."""
+        own = self.tones[self.brands.index(brand)] if self.tones else None
+        return own or self.sentiment
 
 
 def produce(bootstrap: str, topic: str, posts: list[Scripted]) -> None:
@@ -202,14 +222,16 @@ def script(n: int, seed: int, span_s: float = 280.0) -> list[Scripted]:
         if posts and rng.random() < 0.1:
             posts.append(rng.choice(posts))
             continue
+        mentioned = tuple(rng.sample(brands, rng.choice([1, 1, 2])))
         posts.append(
             Scripted(
                 post_id=f"post-{seed}-{i:05d}",
                 at_s=max(0.0, i * span_s / n + rng.uniform(-20, 5)),
-                brands=tuple(rng.sample(brands, rng.choice([1, 1, 2]))),
+                brands=mentioned,
                 author=rng.choice(["al", "bo", "cy", "di", None]),
-                sentiment=rng.choice([None, 0.5, -0.25, 1.0]),
+                sentiment=rng.choice(TONES),
                 person=rng.choice([None, "LeBron", "Taylor"]),
+                tones=tuple(rng.choice(TONES) for _ in mentioned),
             )
         )
     return posts
@@ -242,6 +264,7 @@ def expected_counts(posts: list[Scripted], windows: list[dict] = WINDOWS) -> dic
                             "posts": 0,
                             "authors": set(),
                             "sentiment": 0.0,
+                            "tones": Counter(),
                             "co": defaultdict(int),
                             "ent": defaultdict(int),
                         },
@@ -249,8 +272,10 @@ def expected_counts(posts: list[Scripted], windows: list[dict] = WINDOWS) -> dic
                     a["posts"] += 1
                     if post.author:
                         a["authors"].add(post.author)
-                    if post.sentiment is not None:
-                        a["sentiment"] += post.sentiment
+                    tone = post.tone_toward(brand)
+                    if tone is not None:
+                        a["sentiment"] += tone[1]
+                        a["tones"][tone[0]] += 1
                     for other in post.brands:
                         if other != brand:
                             a["co"][other] += 1
@@ -262,6 +287,7 @@ def expected_counts(posts: list[Scripted], windows: list[dict] = WINDOWS) -> dic
             "posts": a["posts"],
             "authors": len(a["authors"]),
             "sentiment_sum": round(a["sentiment"], 6),
+            "tones": [a["tones"]["negative"], a["tones"]["neutral"], a["tones"]["positive"]],
             "co_brands": dict(a["co"]),
             "co_entities": dict(a["ent"]),
         }
@@ -275,6 +301,7 @@ def observed(record: dict[str, Any]) -> dict[str, Any]:
         "posts": record["posts"],
         "authors": record["authors"],
         "sentiment_sum": round(record["sentiment_sum"], 6),
+        "tones": [record["negative"], record["neutral"], record["positive"]],
         "co_brands": {c["id"]: c["count"] for c in record["co_brands"]},
         "co_entities": {c["id"]: c["count"] for c in record["co_entities"]},
     }

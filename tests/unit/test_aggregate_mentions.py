@@ -17,7 +17,16 @@ def event(**kw) -> EntityEvent:
         post_id="p1",
         text="Nike and Adidas, says LeBron",
         entities=[
-            EntityMention(start=0, end=4, label="ORG", score=0.9, text="Nike", brand="nike"),
+            EntityMention(
+                start=0,
+                end=4,
+                label="ORG",
+                score=0.9,
+                text="Nike",
+                brand="nike",
+                sentiment=-0.8,
+                sentiment_label="negative",
+            ),
             EntityMention(start=9, end=15, label="ORG", score=0.9, text="Adidas", brand="adidas"),
             EntityMention(start=22, end=28, label="PER", score=0.9, text="LeBron"),
         ],
@@ -28,6 +37,7 @@ def event(**kw) -> EntityEvent:
         source=None,
         metadata={},
         sentiment=0.5,
+        sentiment_label="positive",
         model=ModelRef(name="m", version="1"),
         origin=Origin(topic="raw", partition=0, offset=3, timestamp_ms=1),
         processed_at=datetime(2024, 5, 1, 12, 1, tzinfo=UTC),
@@ -47,8 +57,50 @@ def test_one_mention_per_brand_with_its_co_mentions():
     assert nike.co_brands == ("adidas", "puma") and nike.co_entities == ("PER:lebron",)
     assert nike.mentions == 1 and mentions[2].mentions == 1  # puma: untagged, still one per post
     assert nike.time_ms == int(datetime(2024, 5, 1, 12, 0, 30, tzinfo=UTC).timestamp() * 1000)
-    assert (nike.source, nike.source_offset, nike.author, nike.sentiment) == (2, 17, "al", 0.5)
-    assert decode_batch(encode_batch([nike], 6)) == ([nike], 6)
+    assert (nike.source, nike.source_offset, nike.author) == (2, 17, "al")
+    assert decode_batch(encode_batch(mentions, 6)) == (mentions, 6)
+
+
+def test_each_mention_takes_its_entity_sentiment_else_the_posts():
+    adidas, nike, puma = mentions_of(read(event()))
+    assert (nike.tone, nike.sentiment) == ((1, 0, 0), -0.8)  # its entity: negative toward Nike
+    assert (adidas.tone, adidas.sentiment) == ((0, 0, 1), 0.5)  # an entity without sentiment: the post's
+    assert (puma.tone, puma.sentiment) == ((0, 0, 1), 0.5)  # catalog only, no entity: the post's
+    twice = event(
+        entities=[
+            EntityMention(
+                start=0, end=4, label="ORG", score=0.9, text="Nike", brand="nike", sentiment=-0.5,
+                sentiment_label="negative",
+            ),
+            EntityMention(
+                start=9, end=13, label="ORG", score=0.9, text="nike", brand="nike", sentiment=0.25,
+                sentiment_label="neutral",
+            ),
+        ],
+        brands=["nike"],
+    )  # fmt: skip
+    (nike,) = mentions_of(read(twice))
+    assert (nike.mentions, nike.tone, nike.sentiment) == (2, (1, 1, 0), -0.25)
+
+
+def test_no_sentiment_counts_nothing_and_a_bad_label_is_an_invalid_event():
+    (nike,) = mentions_of(read(event(sentiment=None, sentiment_label=None, entities=[], brands=["nike"])))
+    assert (nike.tone, nike.sentiment) == ((0, 0, 0), 0.0)
+    score_only = (
+        b'{"post_id": "p", "entities": [], "brands": ["nike"], "sentiment": 0.5, '
+        b'"processed_at": "2024-05-01T12:00:00"}'
+    )
+    assert mentions_of(read_event(score_only, 1))[0].tone == (0, 0, 0)  # a score is not a polarity
+    with pytest.raises(ValueError, match="sentiment_label"):
+        read_event(score_only.replace(b'"sentiment"', b'"sentiment_label": "great", "sentiment"'), 1)
+
+
+def test_by_brand_rows_written_before_sentiment_counts_are_still_read():
+    legacy = b'{"sources": 3, "mentions": [["nike", "p1", 5, "al", 1, null, ["puma"], [], 2, 17]]}'
+    (nike,), sources = decode_batch(legacy)
+    assert (nike.brand, nike.mentions, nike.tone, nike.co_brands, nike.source_offset, sources) == (
+        "nike", 1, (0, 0, 0), ("puma",), 17, 3
+    )  # fmt: skip
 
 
 def test_event_time_falls_back_to_the_input_record_timestamp():
@@ -108,6 +160,9 @@ def test_committed_schema_matches_the_model_and_accepts_a_record():
         sample_post_ids=["p1"],
         sentiment_sum=0.5,
         sentiment_count=1,
+        sentiment_mean=0.5,
+        positive=1,
+        net_sentiment=1.0,
         final=False,
     )
     jsonschema.validate(record.model_dump(mode="json"), schema)

@@ -18,7 +18,7 @@ SETTINGS = AggregateSettings(windows=WINDOWS, grace_s=10, samples=3, top_n=2)
 
 
 def mention(post: str, brand: str, at_s: float, author: str | None = "al", source_offset: int = 0, **kw):
-    fields = dict(mentions=1, sentiment=None, co_brands=(), co_entities=())
+    fields = dict(mentions=1, sentiment=0.0, tone=(0, 0, 0), co_brands=(), co_entities=())
     fields.update(kw)
     return BrandMention(brand, post, T0 + int(at_s * 1000), author, source_offset=source_offset, **fields)
 
@@ -37,9 +37,20 @@ def batches(records, rng: random.Random):
 
 def test_counts_per_window_from_panes():
     stream = [
-        mention("p1", "nike", 1, "al", 0, mentions=2, co_brands=("adidas",), co_entities=("PER:lebron",)),
-        mention("p2", "nike", 2, "bo", 1, sentiment=0.5, co_brands=("adidas",)),
-        mention("p3", "nike", 3, "al", 2, sentiment=-1.0, co_brands=("puma",)),
+        mention(
+            "p1",
+            "nike",
+            1,
+            "al",
+            0,
+            mentions=2,
+            sentiment=0.1,
+            tone=(0, 2, 0),
+            co_brands=("adidas",),
+            co_entities=("PER:lebron",),
+        ),
+        mention("p2", "nike", 2, "bo", 1, sentiment=0.5, tone=(0, 0, 1), co_brands=("adidas",)),
+        mention("p3", "nike", 3, "al", 2, sentiment=-1.0, tone=(1, 0, 0), co_brands=("puma",)),
         mention("p4", "nike", 61, "al", 3, co_brands=("zara",)),
     ]
     state = PaneState(0, SETTINGS)
@@ -48,7 +59,10 @@ def test_counts_per_window_from_panes():
     assert (first["mentions"], first["posts"], first["authors"]) == (4, 3, 2)
     assert first["co_brands"] == [{"id": "adidas", "count": 2}, {"id": "puma", "count": 1}]  # top 2
     assert first["co_entities"] == [{"id": "PER:lebron", "count": 1}]
-    assert (first["sentiment_sum"], first["sentiment_count"]) == (-0.5, 2)
+    assert (first["sentiment_sum"], first["sentiment_count"], first["sentiment_mean"]) == (-0.4, 4, -0.1)
+    assert (first["negative"], first["neutral"], first["positive"], first["net_sentiment"]) == (1, 2, 1, 0.0)
+    later = state.record(("1m", T0 + 60_000, "nike"))
+    assert (later["sentiment_mean"], later["net_sentiment"]) == (None, None)  # no sentiment is not neutral
     assert first["sample_post_ids"] == ["p1", "p2", "p3"]
     assert state.record(("1m", T0 + 60_000, "nike"))["posts"] == 1
     five = state.record(("5m", T0, "nike"))
@@ -118,10 +132,11 @@ def reference(mentions: list[BrandMention], specs: list[WindowSpec]) -> dict[tup
             for start in range(last - size + step, last + 1, step):
                 a = acc.setdefault(
                     (spec.name, start, m.brand),
-                    {"posts": 0, "mentions": 0, "authors": set(), "co": defaultdict(int)},
+                    {"posts": 0, "mentions": 0, "authors": set(), "co": defaultdict(int), "tone": [0, 0, 0]},
                 )
                 a["posts"] += 1
                 a["mentions"] += m.mentions
+                a["tone"] = [x + y for x, y in zip(a["tone"], m.tone, strict=True)]
                 if m.author:
                     a["authors"].add(m.author)
                 for other in m.co_brands:
@@ -130,7 +145,11 @@ def reference(mentions: list[BrandMention], specs: list[WindowSpec]) -> dict[tup
 
 
 def stream_of(n: int, seed: int, spread_s: float = 20.0) -> list[tuple[int, list[BrandMention], int]]:
-    """Records of one partition: mentions from 2 entities partitions, some re-sent after a stage-one crash."""
+    """Records of one partition: mentions from 2 entities partitions, some re-sent after a stage-one crash.
+
+    As stage one does: a source partition's mentions go out in offset order, and a re-send repeats the
+    last few that went out (never one still waiting to be sent).
+    """
     rng = random.Random(seed)
     brands = ["nike", "adidas", "~acme robotics"]
     sent: list[BrandMention] = []
@@ -140,8 +159,9 @@ def stream_of(n: int, seed: int, spread_s: float = 20.0) -> list[tuple[int, list
     for i in range(n):
         if sent and rng.random() < 0.08:  # stage one replays its last few mentions of one source
             source = rng.randrange(2)
-            again = [m for m in sent if m.source == source][-rng.randint(1, 4) :]
-            records.append((len(records), again, 2))
+            again = [m for m in sent if m.source == source and m not in pending][-rng.randint(1, 4) :]
+            if again:
+                records.append((len(records), again, 2))
             continue
         if pending and rng.random() < 0.5:  # a record holds the mentions of several posts
             records.append((len(records), pending, 2))
@@ -154,7 +174,14 @@ def stream_of(n: int, seed: int, spread_s: float = 20.0) -> list[tuple[int, list
             time_ms=T0 + int(max(0.0, i * 2.0 + rng.uniform(-spread_s, 2)) * 1000),
             author=rng.choice(["al", "bo", "cy", None]),
             mentions=rng.choice([1, 1, 2]),
-            sentiment=rng.choice([None, 0.5, -1.0]),
+            **rng.choice(
+                [
+                    {"sentiment": 0.0, "tone": (0, 0, 0)},
+                    {"sentiment": 0.5, "tone": (0, 0, 1)},
+                    {"sentiment": -1.0, "tone": (1, 0, 0)},
+                    {"sentiment": 0.0, "tone": (0, 1, 0)},
+                ]
+            ),
             co_brands=tuple(rng.sample(["zara", "puma", "apple"], rng.randint(0, 2))),
             co_entities=(),
             source=source,
@@ -171,9 +198,10 @@ def outputs(state: PaneState) -> dict[tuple, dict]:
     return {w: state.record(w) for w in state.windows()}
 
 
-def test_counts_equal_a_brute_force_recount():
+@pytest.mark.parametrize("seed", [3, 1, 8, 21])
+def test_counts_equal_a_brute_force_recount(seed):
     settings = AggregateSettings(windows=WINDOWS, grace_s=3600, top_n=50)
-    records = stream_of(300, seed=3)
+    records = stream_of(300, seed=seed)
     state = PaneState(0, settings)
     for batch in batches(records, random.Random(1)):
         state.apply(batch)
@@ -185,6 +213,7 @@ def test_counts_equal_a_brute_force_recount():
         r = got[window]
         assert (r["posts"], r["mentions"], r["authors"]) == (a["posts"], a["mentions"], len(a["authors"]))
         assert {c["id"]: c["count"] for c in r["co_brands"]} == dict(a["co"])
+        assert [r["negative"], r["neutral"], r["positive"]] == a["tone"]
 
 
 def replay_log(writes: list[tuple[str, object]], partition: int = 0) -> dict:

@@ -52,11 +52,17 @@ class _FailsOn:
 
     def __init__(self, model: NerModel) -> None:
         self.model, self.name, self.version = model, model.name, model.version
+        self.has_sentiment = model.has_sentiment
 
     def predict(self, texts):
         if self.poison in texts:
             raise RuntimeError("cannot handle this post")
         return self.model.predict(texts)
+
+    def analyze(self, texts):
+        if self.poison in texts:
+            raise RuntimeError("cannot handle this post")
+        return self.model.analyze(texts)
 
 
 def test_a_failing_post_is_isolated_and_its_neighbours_still_get_events(model):

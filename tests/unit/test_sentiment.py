@@ -254,11 +254,15 @@ def test_a_graph_with_other_sentiment_labels_is_refused(tmp_path: Path) -> None:
         NerModel.load(root, verify=False)
 
 
-def test_entities_with_sentiment_still_serialise_as_before() -> None:
+def test_entities_with_sentiment_serialise_it_and_those_without_as_before() -> None:
     plain = Entity(0, 5, "ORG", 0.9, "Apple")
     rich = Entity(0, 5, "ORG", 0.9, "Apple", Sentiment("positive", 0.5, (0.1, 0.3, 0.6)))
     assert plain.sentiment is None
-    assert EntityMention.of(plain) == EntityMention.of(rich)
+    before = EntityMention.of(plain)
+    assert (before.sentiment, before.sentiment_label) == (None, None)
+    assert EntityMention.of(rich) == before.model_copy(
+        update={"sentiment": 0.5, "sentiment_label": "positive"}
+    )
 
 
 @pytest.fixture(scope="module")
