@@ -211,6 +211,7 @@ def predicted(shipped: NerModel) -> dict[str, list[tuple[str, str]]]:
 
 
 def test_shipped_model_never_cuts_a_unit(shipped: NerModel) -> None:
+    """Whatever a model tags, an entity holds a compound or cashtag (``Wi-Fi`` too) whole or not at all."""
     for text, found in zip(UNIT_POSTS, shipped.predict(UNIT_POSTS), strict=True):
         for unit in find_units(text):
             for e in found:
@@ -218,28 +219,31 @@ def test_shipped_model_never_cuts_a_unit(shipped: NerModel) -> None:
                 assert not overlaps or (e.start <= unit.start and unit.end <= e.end), (text, e)
 
 
+BRAND = {"ORG", "PRODUCT"}
+
+
 @pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("My Coca-Cola Zero addiction", ("PRODUCT", "Coca-Cola")),
-        ("$TSLA up 8% after earnings, $AAPL flat", ("ORG", "$TSLA")),
-        ("$TSLA up 8% after earnings, $AAPL flat", ("ORG", "$AAPL")),
-        ("Wi-Fi is down again at the T-Mobile store", ("ORG", "T-Mobile")),
-        ("Switched to T-Mobile last week", ("ORG", "T-Mobile")),
-        ("$BTC.X breaks 100k", ("ORG", "$BTC.X")),
-        ("#Coca-Cola ads are the best", ("ORG", "Coca-Cola")),
-        ("Rolls-Royce unveils a new jet engine", ("ORG", "Rolls-Royce")),
-        ("Mercedes-Benz recalls 10,000 cars", ("ORG", "Mercedes-Benz")),
-        ("Kim Jong-un met Trump", ("PER", "Kim Jong-un")),
+    ("text", "labels", "surfaces"),
+    [  # what today's model gives is the first label; a retrained one may type a brand either way
+        ("My Coca-Cola Zero addiction", BRAND, {"Coca-Cola", "Coca-Cola Zero"}),
+        ("$TSLA up 8% after earnings, $AAPL flat", BRAND, {"$TSLA"}),
+        ("$TSLA up 8% after earnings, $AAPL flat", BRAND, {"$AAPL"}),
+        ("Wi-Fi is down again at the T-Mobile store", BRAND, {"T-Mobile"}),
+        ("Switched to T-Mobile last week", BRAND, {"T-Mobile"}),
+        ("$BTC.X breaks 100k", BRAND, {"$BTC.X"}),
+        ("#Coca-Cola ads are the best", BRAND, {"Coca-Cola", "#Coca-Cola"}),
+        ("Rolls-Royce unveils a new jet engine", BRAND, {"Rolls-Royce"}),
+        ("Mercedes-Benz recalls 10,000 cars", BRAND, {"Mercedes-Benz"}),
+        ("Kim Jong-un met Trump", {"PER"}, {"Kim Jong-un"}),
     ],
 )
-def test_shipped_model_on_compounds_and_cashtags(
-    predicted: dict[str, list[tuple[str, str]]], text: str, expected: tuple[str, str]
+def test_shipped_model_finds_compounds_and_cashtags_whole(
+    predicted: dict[str, list[tuple[str, str]]], text: str, labels: set[str], surfaces: set[str]
 ) -> None:
-    assert expected in predicted[text]
+    assert any(label in labels and surface in surfaces for label, surface in predicted[text]), predicted[text]
 
 
-def test_shipped_model_tags_nothing_in_wi_fi(predicted: dict[str, list[tuple[str, str]]]) -> None:
-    assert all(
-        "Wi" not in t and "Fi" not in t for _, t in predicted["Wi-Fi is down again at the T-Mobile store"]
-    )
+def test_shipped_model_today(predicted: dict[str, list[tuple[str, str]]]) -> None:
+    """The issue's two posts as the shipped model tags them now (a retrained model may change the types)."""
+    assert predicted["My Coca-Cola Zero addiction"] == [("PRODUCT", "Coca-Cola")]
+    assert predicted["$TSLA up 8% after earnings, $AAPL flat"] == [("ORG", "$TSLA"), ("ORG", "$AAPL")]
