@@ -600,7 +600,7 @@ def test_a_post_repeated_with_other_brands_counts_once_as_its_first_event(
     originals = script(300, seed=11)
     # what a model upgrade mid-stream gives for 40 posts: other brands, another entity, same post id
     upgraded = [
-        replace(p, brands=("puma",) if "puma" not in p.brands else ("zara",), person="Serena")
+        replace(p, brands=("puma",) if "puma" not in p.brands else ("zara",), person="Serena", tones=())
         for p in first_per_post(originals)[::7][:40]
     ]
     later = [replace(p, at_s=p.at_s + 290) for p in script(150, seed=12)]  # after the originals
@@ -636,19 +636,26 @@ def recount(events: list[EntityEvent], top_n: int = 10) -> dict[str, dict[str, A
         brands = sorted(set(event.brands) | {e.brand for e in event.entities if e.brand})
         others = {f"{e.label}:{fold(e.text).strip()}" for e in event.entities if not e.brand}
         at_s = (event.created_at - T0).total_seconds()
+        post_tone = (event.sentiment_label, event.sentiment)  # what a mention without its own counts
         for brand in brands:
             for spec in WINDOWS:
                 for start in window_starts(at_s, spec["size_s"], spec["step_s"]):
                     a = acc.setdefault(
                         f"{brand}|{spec['name']}|{iso(start)}",
-                        {"mentions": 0, "posts": 0, "authors": set(), "s": 0.0, "co": defaultdict(int),
-                         "ent": defaultdict(int)},
+                        {"mentions": 0, "posts": 0, "authors": set(), "s": 0.0, "tones": Counter(),
+                         "co": defaultdict(int), "ent": defaultdict(int)},
                     )  # fmt: skip
                     a["mentions"] += max(1, sum(1 for e in event.entities if e.brand == brand))
                     a["posts"] += 1
                     if event.author:
                         a["authors"].add(event.author)
-                    a["s"] += event.sentiment or 0.0
+                    linked = [e for e in event.entities if e.brand == brand]
+                    for label, score in [
+                        (e.sentiment_label, e.sentiment) if e.sentiment_label else post_tone for e in linked
+                    ] or [post_tone]:
+                        if label is not None:
+                            a["s"] += score
+                            a["tones"][label] += 1
                     for other in brands:
                         if other != brand:
                             a["co"][other] += 1
@@ -664,6 +671,7 @@ def recount(events: list[EntityEvent], top_n: int = 10) -> dict[str, dict[str, A
             "posts": a["posts"],
             "authors": len(a["authors"]),
             "sentiment_sum": round(a["s"], 6),
+            "tones": [a["tones"]["negative"], a["tones"]["neutral"], a["tones"]["positive"]],
             "co_brands": top(a["co"]),
             "co_entities": top(a["ent"]),
         }
