@@ -110,6 +110,11 @@ class WorkerSettings(BaseModel):
         default=512, ge=1, description="Posts held in memory before partitions pause."
     )
     max_text_chars: int = Field(default=20_000, ge=1, description="Longer posts go to the dead-letter topic.")
+    dedupe_cache_size: int = Field(
+        default=10_000,
+        ge=0,
+        description="Texts whose annotations are kept, so that a post repeating one skips inference; 0: off.",
+    )
     session_timeout_ms: int = Field(default=45_000, description="Group session timeout (failure detection).")
     max_poll_interval_ms: int = Field(default=300_000, description="librdkafka max.poll.interval.ms.")
     metrics_host: str = Field(

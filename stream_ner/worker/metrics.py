@@ -50,6 +50,16 @@ class WorkerMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.dedupe_hits = Counter(
+            "stream_ner_dedupe_hits",
+            "Posts whose text was annotated before (cached or earlier in the batch): no inference.",
+            registry=r,
+        )
+        self.dedupe_misses = Counter(
+            "stream_ner_dedupe_misses",
+            "Posts whose text went through the model while the duplicate cache is on.",
+            registry=r,
+        )
         self.in_flight = Gauge(
             "stream_ner_in_flight_posts", "Records read and not yet acknowledged.", registry=r
         )

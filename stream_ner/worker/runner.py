@@ -6,7 +6,8 @@ Delivery contract (at-least-once), per input record, in this order:
 2. It is parsed at the edge: a valid post joins a batch; an unusable one becomes a ``Rejected`` record
    produced to the dead-letter topic.
 3. Batches are annotated in the inference thread; every valid post yields exactly one ``EntityEvent``
-   (a post the model fails on is rejected with code ``inference_failed``).
+   (a post the model fails on is rejected with code ``inference_failed``; a text annotated before is
+   served from the duplicate cache, ``worker.dedupe``, with the event recomputation would give).
 4. The event (or rejection) is produced with an idempotent producer (``acks=all``), keyed by post id
    (or by the original key).
 5. Only when the broker acknowledges it is the record marked complete (``OffsetTracker.complete``).
@@ -46,6 +47,7 @@ from stream_ner.messages import Origin, parse_post, reject
 from stream_ner.settings import Settings
 from stream_ner.worker.annotate import Incoming, Linker, Model
 from stream_ner.worker.batcher import Batcher
+from stream_ner.worker.dedupe import AnnotationCache
 from stream_ner.worker.inference import Annotated, InferenceThread
 from stream_ner.worker.metrics import WorkerMetrics
 from stream_ner.worker.offsets import OffsetTracker
@@ -111,7 +113,8 @@ class Worker:
         self._ready: deque[list[Incoming]] = deque()
         self._inbox: queue.Queue[list[Incoming] | None] = queue.Queue(maxsize=1)
         self._outbox: queue.Queue[Annotated] = queue.Queue()
-        self._inference = InferenceThread(model, linker, self._inbox, self._outbox)
+        cache = AnnotationCache(cfg.dedupe_cache_size) if cfg.dedupe_cache_size else None
+        self._inference = InferenceThread(model, linker, self._inbox, self._outbox, cache)
         self._fatal: BaseException | None = None
         self._closing = False
         self._batches_out = self._batches_back = 0
@@ -231,6 +234,8 @@ class Worker:
             self._batches_back += 1
             self.metrics.batch_size.observe(result.size)
             self.metrics.inference_seconds.observe(result.seconds)
+            self.metrics.dedupe_hits.inc(result.hits)
+            self.metrics.dedupe_misses.inc(result.misses)
             topic = self.settings.topics.entities
             for item, event in result.events:  # 4.
                 origin = item.origin
