@@ -159,3 +159,28 @@ def test_a_backlog_of_ten_times_the_queue_keeps_memory_bounded(kafka_bootstrap, 
     growth = max(worker.rss_samples) - early
     print(f"RSS after 10% {early / 2**20:.0f} MiB, peak {max(worker.rss_samples) / 2**20:.0f} MiB")
     assert growth < 24 * 2**20, f"RSS grew by {growth / 2**20:.0f} MiB while draining a 60 MiB backlog"
+
+
+def test_a_repeated_text_gets_the_identical_event_from_the_duplicate_cache(
+    kafka_bootstrap, topics, workers, tmp_path
+):
+    workers.append(start_worker(kafka_bootstrap, topics, tmp_path, "w0"))
+    workers[0].wait_assigned()
+    text = "Just got the new @Nike Air Max in London #ad"
+    produce(kafka_bootstrap, topics.raw, [post(0, text, author="amy")])
+    assert len(read_all(kafka_bootstrap, topics.entities, 1)) == 1  # computed, and now cached
+    produce(kafka_bootstrap, topics.raw, [post(1, text, author="amy"), post(2, "nothing here")])
+    events = {e["post_id"]: e for e in read_all(kafka_bootstrap, topics.entities, 3, idle=1.0)}
+    assert len(events) == 3
+    first, repeat = events["post-00000"], events["post-00001"]
+    assert first["entities"] and first["brands"]
+    own = {"post_id", "origin", "processed_at"}
+    assert {k: v for k, v in repeat.items() if k not in own} == {
+        k: v for k, v in first.items() if k not in own
+    }
+    assert repeat["origin"]["offset"] != first["origin"]["offset"] or (
+        repeat["origin"]["partition"] != first["origin"]["partition"]
+    )
+    metrics = workers[0].metrics()
+    assert metrics["stream_ner_dedupe_hits_total"] == 1
+    assert metrics["stream_ner_dedupe_misses_total"] == 2
