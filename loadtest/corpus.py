@@ -117,3 +117,34 @@ def stream(texts: list[str], seed: int) -> Iterator[str]:
         rng.shuffle(order)
         for text in order:
             yield vary(text, rng)
+
+
+def with_repeats(texts: Iterator[str], share: float, seed: int, window: int = 1000) -> Iterator[str]:
+    """``texts`` where a ``share`` of the items repeat an earlier one verbatim, like retweets do.
+
+    Each item is, with probability ``share``, a text already yielded (uniformly among the last ``window``
+    new ones), else the next text of ``texts``; the first item is always new. The new texts come in the
+    order ``texts`` gives them, so runs with and without repeats see the same new texts. ``share`` 0
+    returns ``texts`` itself.
+    """
+    if not 0.0 <= share < 1.0:
+        raise ValueError(f"the share of repeats must be in [0, 1), not {share}")
+    if share == 0.0:
+        return texts
+    return _repeating(texts, share, random.Random(seed), window)
+
+
+def _repeating(texts: Iterator[str], share: float, rng: random.Random, window: int) -> Iterator[str]:
+    recent: list[str] = []  # a ring of the last ``window`` new texts
+    new = 0
+    while True:
+        if recent and rng.random() < share:
+            yield rng.choice(recent)
+            continue
+        text = next(texts)
+        if len(recent) < window:
+            recent.append(text)
+        else:
+            recent[new % window] = text
+        new += 1
+        yield text

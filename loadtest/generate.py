@@ -7,8 +7,12 @@ that falls behind sends at once and reports how late it was (``max_behind_ms``),
 Traffic goes to a broker on the loopback interface only (``ensure_local``), and a run ends by itself:
 its schedule is finite and ``max_count`` bounds it further.
 
+With ``--duplicates SHARE`` that share of the posts repeats an earlier post's text verbatim under a new
+id (``corpus.with_repeats``), as retweets and copy-pasted promotions do.
+
 Standalone: ``python -m loadtest.generate --bootstrap 127.0.0.1:9092 --topic raw-posts --rate 200
---duration 30`` (add ``--ramp-to`` or ``--burst-rate`` for the other shapes).
+--duration 30`` (add ``--ramp-to`` or ``--burst-rate`` for the other shapes, ``--duplicates 0.3`` for
+repeats).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from loadtest import schedule
-from loadtest.corpus import load_corpus, stream
+from loadtest.corpus import load_corpus, stream, with_repeats
 
 _SPIN_S = 0.0005
 
@@ -155,9 +159,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus", default=None, help="JSONL file or directory (default: sample posts)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--step", default="manual", help="step name written into each post's metadata")
+    parser.add_argument(
+        "--duplicates", type=float, default=0.0, help="share of posts repeating an earlier text, in [0, 1)"
+    )
     args = parser.parse_args(argv)
     if not 0 < args.duration <= 3600:
         parser.error("--duration must be in (0, 3600]")
+    if not 0 <= args.duplicates < 1:
+        parser.error("--duplicates must be in [0, 1)")
     if args.ramp_to is not None:
         phases = schedule.ramp(args.rate, args.ramp_to, args.duration)
     elif args.burst_rate is not None:
@@ -166,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         phases = schedule.constant(args.rate, args.duration)
     offsets = schedule.send_offsets(phases, args.max_count)
     corpus = load_corpus(args.corpus)
-    generator = LoadGenerator(args.bootstrap, args.topic, stream(corpus.texts, args.seed))
+    texts = with_repeats(stream(corpus.texts, args.seed), args.duplicates, args.seed)
+    generator = LoadGenerator(args.bootstrap, args.topic, texts)
     from rich.progress import Progress
 
     with Progress() as bar:
@@ -177,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"sent {report.sent} posts in {report.duration_s:.1f} s ({report.offered_rate:.1f}/s), "
         f"{report.failed} failed, at most {report.max_behind_ms:.1f} ms behind schedule "
-        f"({corpus.description})"
+        f"({corpus.description}, {args.duplicates:.0%} repeated texts)"
     )
     return 1 if report.failed else 0
 

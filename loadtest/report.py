@@ -220,6 +220,7 @@ def _maxrate_section(doc: MaxrateDoc, images: dict[str, str]) -> list[str]:
         f"| lowest failed rate in the search | {_num(f['highest_failed_rate'])} posts/s |",
         f"| p99 limit of a sustained step | {f['p99_limit_ms']:.0f} ms |",
         *_with_aggregator_rows(doc),
+        *_with_duplicates_rows(doc),
         "",
         "End-to-end latency (send by the generator → event read by a consumer of `entities`), ms:",
         "",
@@ -293,6 +294,25 @@ def _maxrate_section(doc: MaxrateDoc, images: dict[str, str]) -> list[str]:
         if key in images:
             lines += [f"![{caption}]({images[key]})", ""]
     return lines
+
+
+def _with_duplicates_rows(doc: MaxrateDoc) -> list[str]:
+    """The maxrate rows of the search with repeated texts, when the result has one."""
+    dup = doc["figures"].get("with_duplicates")
+    if dup is None:
+        return []
+    ratio = dup["to_without_duplicates"]
+    verdict = "" if ratio is None else f" ({ratio:.0%} of the rate without repeats)"
+    with_, without = (
+        _num(None if share is None else 100 * share)
+        for share in (dup["dedupe_hit_share_at_max"], dup["dedupe_hit_share_without"])
+    )
+    return [
+        f"| with {dup['duplicate_share']:.0%} of the posts repeating an earlier text, max sustained "
+        f"| **{_num(dup['max_sustained_posts_per_s'])} posts/s**{verdict} |",
+        f"| posts served from the duplicate cache at that rate (at the max without repeats) "
+        f"| {with_}% ({without}%) |",
+    ]
 
 
 def _with_aggregator_rows(doc: MaxrateDoc) -> list[str]:

@@ -42,8 +42,11 @@ class Rig:
         count: int,
         texts: Iterator[str],
         progress: Progress,
+        duplicate_share: float = 0.0,
     ) -> None:
+        """``texts`` already carries ``duplicate_share`` repeats (``corpus.with_repeats``); it is recorded."""
         self.broker, self.config, self.count = broker, config, count
+        self.duplicate_share = duplicate_share
         self.topics = Topics.fresh(scenario)
         self.progress = progress
         self._texts = texts
@@ -198,17 +201,26 @@ class Rig:
             medians=_medians(sending, self.processes(), os.cpu_count() or 1),
             load_before=load_before,
             load_after=machine.load(),
+            duplicate_share=self.duplicate_share,
+            dedupe_hits=int(batches[3]),
+            dedupe_misses=int(batches[4]),
         ) | ({"aggregator_lag_end": behind[0], "aggregator_catch_up_s": behind[1]} if behind else {})
 
-    def _batch_totals(self) -> tuple[float, float, float]:
-        """Posts batched, batches and inference seconds so far, summed over the workers' metrics."""
-        totals = [0.0, 0.0, 0.0]
+    def _batch_totals(self) -> tuple[float, ...]:
+        """Posts batched, batches, inference seconds, dedupe hits and misses so far, over the workers."""
+        names = (
+            "batch_size_sum",
+            "batch_size_count",
+            "inference_seconds_sum",
+            "dedupe_hits_total",
+            "dedupe_misses_total",
+        )
+        totals = [0.0] * len(names)
         for worker in self.pool.workers:
             metrics = worker.metrics()
-            totals[0] += metrics.get("stream_ner_batch_size_sum", 0.0)
-            totals[1] += metrics.get("stream_ner_batch_size_count", 0.0)
-            totals[2] += metrics.get("stream_ner_inference_seconds_sum", 0.0)
-        return totals[0], totals[1], totals[2]
+            for i, name in enumerate(names):
+                totals[i] += metrics.get(f"stream_ner_{name}", 0.0)
+        return tuple(totals)
 
     def _worker_cpu_s(self) -> float:
         """CPU seconds (user + system, all threads) the workers have used so far."""

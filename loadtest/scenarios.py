@@ -4,7 +4,8 @@ Scenarios (each writes ``results/NAME.json``; ``--quick`` writes under ``results
 
 - ``maxrate``: the bare runtime's posts/s, then the maximum sustained rate of one worker (search,
   ``loadtest.search``), p50/p95/p99 at 50% and 90% of it, a burst run, the same search with the
-  aggregator on (sustained also means it keeps up), and the bare runtime again.
+  aggregator on (sustained also means it keeps up), the same search with ``--duplicates`` (30%) of the
+  posts repeating an earlier text, and the bare runtime again.
 - ``workers``: saturated throughput of 1 worker (2 threads), 1 worker (1 thread), 2 workers (1 thread each).
 - ``batching``: saturated throughput and latency at a fixed rate for several batch sizes and max waits.
 - ``precision``: bare and stream throughput, latency at a fixed rate, for the int8 and fp32 graphs.
@@ -38,7 +39,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from loadtest import aggregator, bare, machine, schedule
-from loadtest.corpus import Corpus, load_corpus, stream
+from loadtest.corpus import Corpus, load_corpus, stream, with_repeats
 from loadtest.rig import Rig
 from loadtest.schema import (
     AggregateResult,
@@ -47,6 +48,7 @@ from loadtest.schema import (
     BatchingResult,
     BatchingRun,
     ConfigRecord,
+    DuplicatesFigures,
     Header,
     MaxrateDoc,
     MaxrateFigures,
@@ -119,10 +121,12 @@ class Context:
     quick: bool
     progress: Progress
     base: WorkerConfig
+    duplicate_share: float = 0.3  # of maxrate's search with repeated texts; 0: no such search
 
-    def rig(self, scenario: str, config: WorkerConfig, count: int = 1) -> Rig:
-        """A worker pool of ``count`` with ``config`` on fresh topics."""
-        return Rig(self.broker, scenario, config, count, stream(self.corpus.texts, self.seed), self.progress)
+    def rig(self, scenario: str, config: WorkerConfig, count: int = 1, duplicates: float = 0.0) -> Rig:
+        """A worker pool of ``count`` with ``config`` on fresh topics; ``duplicates``: share of repeats."""
+        texts = with_repeats(stream(self.corpus.texts, self.seed), duplicates, self.seed)
+        return Rig(self.broker, scenario, config, count, texts, self.progress, duplicates)
 
     def bare(self, config: WorkerConfig) -> BareFigures:
         """The bare runtime's figures for ``config`` (model, precision, threads, batch size)."""
@@ -200,6 +204,9 @@ def maxrate(ctx: Context) -> MaxrateResult:
         steps_agg = run_search(ctx, rig, with_aggregator, "search-agg")
         steps += steps_agg
         best_agg = with_aggregator.best()
+    duplicates = _duplicates_search(ctx, pipeline, count, best_step) if ctx.duplicate_share else None
+    if duplicates is not None:
+        steps += duplicates[1]
     bare_runs.append(ctx.bare(ctx.base))
     bare_rate = round(statistics.median([run["posts_per_s"] for run in bare_runs]), 1)
     figures = MaxrateFigures(
@@ -219,6 +226,8 @@ def maxrate(ctx: Context) -> MaxrateResult:
         with_aggregator_to_workers_only=round(best_agg / best, 3) if best_agg else None,
         search_with_aggregator=[item["verdict"] for item in steps_agg if "verdict" in item],
     )
+    if duplicates is not None:
+        figures["with_duplicates"] = duplicates[0]
     console.log(f"with the aggregator on: max sustained {best_agg}/s (workers only: {best:.0f}/s)")
     console.log(
         f"max sustained {best:.0f}/s vs bare {bare_rate:.0f}/s: {best / bare_rate:.0%} "
@@ -230,6 +239,41 @@ def maxrate(ctx: Context) -> MaxrateResult:
         figures=figures,
         steps=steps,
     )
+
+
+def _duplicates_search(
+    ctx: Context, pipeline: WorkerConfig, count: int, without: StepResult
+) -> tuple[DuplicatesFigures, list[StepResult]]:
+    """The max sustained rate when ``ctx.duplicate_share`` of the posts repeat an earlier text.
+
+    Fresh topics and workers (so their duplicate caches start empty); the search starts at the rate
+    sustained without repeats (``without``, that search's best step). Returns its figures and its steps.
+    """
+    share, best = ctx.duplicate_share, without["verdict"]["rate"]
+    tag = f"dup{share * 100:.0f}"
+    with ctx.rig(f"maxrate-{tag}", pipeline, count, duplicates=share) as rig:
+        rig.warm_up(0.7 * best, 2 * ctx.durations.warmup)
+        search = RateSearch(start=best, growth=1.15, max_steps=ctx.durations.search_max_steps)
+        steps = run_search(ctx, rig, search, f"search-{tag}")
+    found = search.best()
+    at_best = next((s for s in steps if found is not None and s["verdict"]["rate"] == found), None)
+    console.log(f"with {share:.0%} repeated texts: max sustained {found}/s (without: {best:.0f}/s)")
+    figures = DuplicatesFigures(
+        duplicate_share=share,
+        max_sustained_posts_per_s=found,
+        to_without_duplicates=round(found / best, 3) if found else None,
+        dedupe_hit_share_at_max=_hit_share(at_best),
+        dedupe_hit_share_without=_hit_share(without),
+        search=[item["verdict"] for item in steps if "verdict" in item],
+    )
+    return figures, steps
+
+
+def _hit_share(step: StepResult | None) -> float | None:
+    """The share of a step's posts the workers served from their duplicate caches."""
+    hits = step.get("dedupe_hits", 0) if step else 0
+    served = hits + (step.get("dedupe_misses", 0) if step else 0)
+    return round(hits / served, 3) if served else None
 
 
 def run_search(ctx: Context, rig: Rig, search: RateSearch, prefix: str) -> list[StepResult]:
@@ -438,6 +482,7 @@ def describe_config(config: WorkerConfig, workers: int | None = None) -> ConfigR
         intra_op_threads=config.intra_op_threads,
         queue_max_posts=config.queue_max_posts,
         model="custom artifact" if config.model else "shipped default",
+        dedupe_cache_size=config.dedupe_cache_size,
     )
     if workers is not None:
         record["workers"] = workers
@@ -538,6 +583,7 @@ def run(names: list[str], args: argparse.Namespace) -> list[Path]:
                 args.quick,
                 progress,
                 WorkerConfig(model=args.model),
+                args.duplicates,
             )
             if broker.pid is not None:  # a broker started here: its JIT is cold
                 warm_broker(ctx)
@@ -581,7 +627,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="results directory (default: loadtest/results)")
     parser.add_argument("--p99-limit-ms", type=float, default=1000.0, help="p99 a sustained step stays under")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--duplicates",
+        type=float,
+        default=0.3,
+        help="share of repeated texts in maxrate's extra search, in [0, 1); 0 skips it (default 0.3)",
+    )
     args = parser.parse_args(argv)
+    if not 0 <= args.duplicates < 1:
+        parser.error("--duplicates must be in [0, 1)")
     # SIGTERM unwinds like Ctrl-C, so the workers and the broker this run started are stopped too
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]

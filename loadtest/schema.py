@@ -131,6 +131,9 @@ class StepResult(TypedDict):
     precision: NotRequired[str]  # precision scenario
     aggregator_lag_end: NotRequired[int]  # steps with the aggregator on: its lag when the step ended
     aggregator_catch_up_s: NotRequired[float]  # and how long after the events it took to reach it
+    duplicate_share: NotRequired[float]  # share of posts repeating an earlier text (0 when absent)
+    dedupe_hits: NotRequired[int]  # posts the workers served without inference (duplicate cache)
+    dedupe_misses: NotRequired[int]  # posts that went through the model with the cache on
 
 
 class BareFigures(TypedDict):
@@ -158,6 +161,7 @@ class ConfigRecord(TypedDict):
     queue_max_posts: int
     model: str
     workers: NotRequired[int]
+    dedupe_cache_size: NotRequired[int]
 
 
 class Header(TypedDict):
@@ -185,6 +189,17 @@ class ScenarioResult(TypedDict):
 # -- maxrate -----------------------------------------------------------------------------------------------
 
 
+class DuplicatesFigures(TypedDict):
+    """``maxrate``'s search with a share of the posts repeating an earlier text (fresh workers and caches)."""
+
+    duplicate_share: float
+    max_sustained_posts_per_s: float | None
+    to_without_duplicates: float | None  # over the max sustained rate without repeats, same run
+    dedupe_hit_share_at_max: float | None  # hits / posts the workers annotated in the best step
+    dedupe_hit_share_without: float | None  # the same in the best step without repeats (natural repeats)
+    search: list[VerdictRecord]
+
+
 class MaxrateFigures(TypedDict):
     """The headline figures of ``maxrate``."""
 
@@ -203,6 +218,7 @@ class MaxrateFigures(TypedDict):
     max_sustained_with_aggregator_posts_per_s: NotRequired[float | None]
     with_aggregator_to_workers_only: NotRequired[float | None]
     search_with_aggregator: NotRequired[list[VerdictRecord]]
+    with_duplicates: NotRequired[DuplicatesFigures]
 
 
 class MaxrateResult(ScenarioResult):

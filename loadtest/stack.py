@@ -104,6 +104,7 @@ class WorkerConfig:
     intra_op_threads: int = 2
     queue_max_posts: int = 512
     model: str | None = None  # artifact directory; None: the shipped default
+    dedupe_cache_size: int = 10_000  # the worker's default; 0: duplicate suppression off
 
     def env(self) -> dict[str, str]:
         """As ``STREAM_NER_*`` environment variables."""
@@ -112,6 +113,7 @@ class WorkerConfig:
             "STREAM_NER_WORKER__MAX_BATCH_POSTS": str(self.max_batch_posts),
             "STREAM_NER_WORKER__MAX_WAIT_MS": str(self.max_wait_ms),
             "STREAM_NER_WORKER__QUEUE_MAX_POSTS": str(self.queue_max_posts),
+            "STREAM_NER_WORKER__DEDUPE_CACHE_SIZE": str(self.dedupe_cache_size),
             "STREAM_NER_MODEL__PRECISION": self.precision,
             "STREAM_NER_MODEL__INTRA_OP_THREADS": str(self.intra_op_threads),
         }

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from loadtest.corpus import CORPUS_ENV, detokenize, load_corpus, stream, vary
+from loadtest.corpus import CORPUS_ENV, detokenize, load_corpus, stream, vary, with_repeats
 
 
 def test_detokenize_glues_punctuation_and_clitics():
@@ -51,3 +51,28 @@ def test_without_a_corpus_the_shipped_samples_are_used(monkeypatch):
 def test_a_missing_corpus_is_an_error(tmp_path):
     with pytest.raises(ValueError):
         load_corpus(tmp_path / "nope")
+
+
+def test_a_share_of_repeats_reuses_recent_texts_and_keeps_the_new_ones_in_order():
+    def numbered():
+        return (f"text {i}" for i in itertools.count())
+
+    out = list(itertools.islice(with_repeats(numbered(), 0.3, seed=5, window=100), 10_000))
+    new, seen = 0, set()
+    for text in out:
+        number = int(text.split()[1])
+        if text in seen:
+            assert new - 100 <= number < new, "a repeat is one of the last 100 new texts"
+        else:
+            assert number == new, "new texts come in order, none skipped"
+            new += 1
+            seen.add(text)
+    assert 0.28 < 1 - new / len(out) < 0.32
+    assert out == list(itertools.islice(with_repeats(numbered(), 0.3, seed=5, window=100), 10_000))
+
+
+def test_no_repeats_leaves_the_stream_as_it_is():
+    texts = iter(["a", "b"])
+    assert with_repeats(texts, 0.0, seed=1) is texts
+    with pytest.raises(ValueError):
+        with_repeats(texts, 1.0, seed=1)

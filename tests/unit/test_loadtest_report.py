@@ -66,3 +66,25 @@ def test_aggregator_figures_are_consistent():
         assert figures["speedup_vs_baseline"] == round(
             figures["one_process_events_per_s"] / base[0]["events_per_s"], 1
         )
+
+
+def test_the_search_with_repeated_texts_is_reported_when_the_result_has_it():
+    docs = committed()
+    assert "repeating an earlier text" not in report.markdown(docs, {})
+    verdict = docs["maxrate"]["figures"]["search"][0]
+    docs["maxrate"]["figures"]["with_duplicates"] = {
+        "duplicate_share": 0.3,
+        "max_sustained_posts_per_s": 190.0,
+        "to_without_duplicates": 1.31,
+        "dedupe_hit_share_at_max": 0.318,
+        "dedupe_hit_share_without": 0.041,
+        "search": [verdict],
+    }
+    text = report.markdown(docs, {})
+    assert (
+        "| with 30% of the posts repeating an earlier text, max sustained | **190 posts/s** (131% of" in text
+    )
+    assert (
+        "| posts served from the duplicate cache at that rate (at the max without repeats) | 32% (4%) |"
+        in text
+    )
