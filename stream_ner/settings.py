@@ -188,6 +188,13 @@ class AggregateSettings(BaseModel):
     )
     standby_replicas: int = Field(default=0, ge=0, description="Standby copies of the state per partition.")
     commit_interval_s: float = Field(default=2.0, gt=0, description="How often input offsets are committed.")
+    session_timeout_s: float = Field(
+        default=10.0,
+        ge=6.0,
+        le=300.0,
+        description="A process silent this long leaves the group and its partitions move (heartbeats every "
+        "third of it).",
+    )
     top_n: int = Field(default=10, ge=1, description="Co-mentioned brands and entities kept per record.")
     samples: int = Field(default=5, ge=0, description="Sample post ids kept per window.")
     max_co_mentions: int = Field(default=1000, ge=1, description="Distinct co-mentions counted per pane.")

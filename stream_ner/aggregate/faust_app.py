@@ -16,11 +16,13 @@ serves only to read the changelog back after a (re)assignment (``restore_*``; th
 standby replicas keep their partitions in it).
 
 Known faust-streaming pitfalls, handled here: version >= 0.15.2 (rebalance fix) is required by the
-``aggregate`` extra; every agent runs with ``concurrency=1`` (higher concurrency can commit offsets past
-messages still in flight, faust-streaming issue 606); faust flushes the producer before it commits offsets,
-which the exactness arguments rely on; Redis I/O is asyncio (``redis.asyncio``), never blocking the event
-loop; internal topics get the configured replication factor, 1 on a single broker. The Kafka security
-settings (SSL, SASL) are the workers' own, mapped to faust credentials.
+``aggregate`` extra; records fetched and dropped while tables are restored are read again, also on a
+partition with nothing committed (``faust_seek``); every agent runs with ``concurrency=1`` (higher
+concurrency can commit offsets past messages still in flight, faust-streaming issue 606); faust flushes
+the producer before it commits offsets, which the exactness arguments rely on; Redis I/O is asyncio
+(``redis.asyncio``), never blocking the event loop; internal topics get the configured replication factor,
+1 on a single broker. The Kafka security settings (SSL, SASL) are the workers' own, mapped to faust
+credentials.
 """
 
 from __future__ import annotations
@@ -157,10 +159,15 @@ def build_app(settings: Settings, metrics: AggregateMetrics) -> Any:
         topic_replication_factor=replication_factor(settings),
         table_standby_replicas=conf.standby_replicas,
         broker_commit_interval=conf.commit_interval_s,
+        broker_session_timeout=conf.session_timeout_s,
+        broker_heartbeat_interval=conf.session_timeout_s / 3,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         processing_guarantee="at_least_once",
     )
+    from stream_ner.aggregate import faust_seek
+
+    faust_seek.install(app)  # no input partition is left past records faust dropped (its module doc)
     sources = source_partitions(settings)
     entities = app.topic(settings.topics.entities, key_serializer="raw", value_serializer="raw")
     by_brand = app.topic(

@@ -24,6 +24,7 @@ class AggregateMetrics:
     post_markers: Gauge
     panes: Gauge
     assigned: Gauge
+    skipped: Counter
 
     @classmethod
     def create(cls) -> AggregateMetrics:
@@ -74,6 +75,13 @@ class AggregateMetrics:
             assigned=Gauge(
                 f"{p}assigned_partitions",
                 "Partitions this process holds, by stage: rekey (entities), windows (by-brand).",
+                ["stage"],
+                registry=r,
+            ),
+            skipped=Counter(
+                f"{p}skipped_records",
+                "Input records of a partition this process did not hold when they arrived, by stage; "
+                "left to the partition's holder, never counted here.",
                 ["stage"],
                 registry=r,
             ),

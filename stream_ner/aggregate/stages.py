@@ -71,9 +71,11 @@ class Stages:
         touched: set[int] = set()
         events = invalid = duplicates = 0
         duplicate_mentions = 0
+        skipped: dict[int, list[int]] = defaultdict(list)
         for partition, offset, timestamp_ms, value in records:
             state = self.first_events.get(partition)
-            if state is None:  # revoked while the batch was buffered: its offsets are not committed
+            if state is None:  # not held (revoked while buffered, or not restored yet): not ours to count
+                skipped[partition].append(offset)
                 continue
             events += 1
             try:
@@ -93,6 +95,7 @@ class Stages:
         for partition in touched:
             out.changelog[partition] = self.first_events[partition].writes()
         out.records = [(q, encode_batch(ms, self.sources)) for q, ms in sorted(by_partition.items())]
+        self._skipped("rekey", skipped)
         self.metrics.events.inc(events)
         self.metrics.invalid.inc(invalid)
         self.metrics.duplicate_events.inc(duplicates)
@@ -104,10 +107,14 @@ class Stages:
     def apply(self, records: Iterable[tuple[int, int, bytes]]) -> dict[int, list[Write]]:
         """``(partition, offset, value)`` of by-brand records -> changelog writes per by-brand partition."""
         per_partition: dict[int, list[tuple[int, list[BrandMention], int]]] = defaultdict(list)
+        skipped: dict[int, list[int]] = defaultdict(list)
         for partition, offset, value in records:
-            if partition in self.panes:  # else revoked while buffered
+            if partition in self.panes:
                 mentions, sources = decode_batch(value)
                 per_partition[partition].append((offset, mentions, sources))
+            else:  # not held (revoked while buffered, or not restored yet): not ours to apply
+                skipped[partition].append(offset)
+        self._skipped("windows", skipped)
         writes = {}
         for partition, batch in per_partition.items():
             state = self.panes[partition]
@@ -179,6 +186,18 @@ class Stages:
             self._mark([(partition, w) for w in state.windows()])
             log.info("by-brand partition %d restored: %d windows", partition, len(state.windows()))
         self.metrics.assigned.labels("windows").set(len(self.panes))
+
+    def _skipped(self, stage: str, skipped: dict[int, list[int]]) -> None:
+        for partition, offsets in skipped.items():
+            self.metrics.skipped.labels(stage).inc(len(offsets))
+            log.warning(
+                "%s: %d records of partition %d (offsets %d..%d) skipped: the partition is not held here",
+                stage,
+                len(offsets),
+                partition,
+                min(offsets),
+                max(offsets),
+            )
 
     def _mark(self, keys: list[OutboxKey]) -> None:
         if keys:

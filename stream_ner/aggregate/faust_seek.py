@@ -1,0 +1,57 @@
+"""A faust-streaming consumer that puts every input partition back where processing stands after a rebalance.
+
+The hazard it closes (faust-streaming 0.15 with aiokafka): while faust restores its tables after an
+assignment it resumes fetching, with the input partitions paused only in its own bookkeeping. aiokafka
+fetches them anyway, faust drops those records as not active, and aiokafka's position moves past them.
+faust then seeks every partition to its committed offset, which brings the dropped records back, except where
+nothing is committed (a new consumer group, or one killed before its first commit) or the committed offset
+is 0: aiokafka's ``seek_to_committed`` leaves such a partition where it is, so its dropped records are never
+processed. Seen as an aggregator restarted after ``kill -9`` that processed nothing at all, or lost the last
+records of a partition.
+
+``SeekingConsumer`` seeks those partitions to their beginning too, which is where ``consumer_auto_offset_reset
+= "earliest"`` (the aggregator's setting) would have started them; records read twice are replays, which the
+stages recognise (``dedupe``, ``panes``). Changelog partitions are left to faust, which seeks them itself
+before it reads them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer
+
+
+class _SeekingThread(AIOKafkaConsumerThread):
+    async def seek_to_committed(self) -> Mapping[Any, int]:
+        return await self.call_thread(self._seek_to_committed_or_beginning)
+
+    async def _seek_to_committed_or_beginning(self) -> Mapping[Any, int]:
+        consumer = self._ensure_consumer()
+        committed = await consumer.seek_to_committed()
+        changelogs = self.app.tables.changelog_topics
+        unplaced = [
+            tp
+            for tp, offset in committed.items()
+            if (offset is None or offset <= 0) and tp.topic not in changelogs
+        ]
+        if unplaced:
+            await consumer.seek_to_beginning(*unplaced)
+        return committed
+
+
+class SeekingConsumer(Consumer):
+    """faust's aiokafka consumer whose ``perform_seek`` also places partitions with nothing committed."""
+
+    def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
+        return _SeekingThread(self, loop=self.loop, beacon=self.beacon)
+
+
+def install(app: Any) -> None:
+    """Make ``app`` create ``SeekingConsumer``; call before the app starts (needs ``earliest`` reset)."""
+    if app.conf.consumer_auto_offset_reset != "earliest":
+        raise ValueError(
+            "SeekingConsumer seeks unplaced partitions to the beginning: use earliest offset reset"
+        )
+    app.transport.Consumer = SeekingConsumer
