@@ -1,10 +1,17 @@
-"""A local Kafka broker and Redis on 127.0.0.1, for tests, ``stream-ner demo`` and ``stream-ner local``.
+"""A local Kafka cluster and Redis on 127.0.0.1, for tests, ``stream-ner demo`` and ``stream-ner local``.
 
 A thin layer over the scripts in ``deploy/local`` (``kafka/kafka-local.sh``, ``redis-local.sh``), which
-do the work: fetch the broker's jars from Maven Central once, start the server in the background in a
-temp dir, wait for readiness, stop it by PID. This module finds the scripts, runs them and hands back
-a :class:`LocalService`. Kafka is ready when its log says "Kafka Server started" (the script) and an
-AdminClient sees the broker in the cluster metadata (here); Redis when it answers PING.
+do the work: fetch the broker's jars from Maven Central once, start the servers in the background in a
+temp dir, wait for readiness, stop them by PID. This module finds the scripts, runs them and hands back
+a :class:`LocalService`. Kafka is ready when every node's log says "Kafka Server started" (the script)
+and an AdminClient sees every broker in the cluster metadata (here); Redis when it answers PING (or, over
+TLS, logs that it accepts connections).
+
+Kafka runs one node by default, or ``brokers=3`` KRaft nodes (each a broker and a controller): one node
+can be stopped (``kill=True``: SIGKILL) and started again on its data (:meth:`LocalService.stop_node`,
+:meth:`LocalService.start_node`). Secured variants, for tests of TLS and passwords: Kafka with a
+SASL_SSL client listener (SCRAM, the broker certificate from a PEM file; users added with
+:meth:`LocalService.add_scram_user`) and Redis over TLS only, with an ACL file.
 
 Instances:
 
@@ -40,15 +47,29 @@ _PORT_RETRIES = 3  # starts of a private instance on a free port, see _start
 
 
 @dataclass(frozen=True)
+class KafkaNode:
+    """One node (broker and controller) of a local Kafka cluster."""
+
+    node_id: int  # 1..brokers, the broker id in metadata
+    address: str  # client listener, 127.0.0.1:PORT
+    pid: int  # the last one started; the node may have been stopped since
+    log: Path
+
+
+@dataclass(frozen=True)
 class LocalService:
-    """One running local server, as recorded in its state file."""
+    """One running local server (or Kafka cluster), as recorded in its state file."""
 
     kind: Kind
-    address: str  # 127.0.0.1:PORT
-    pid: int
+    address: str  # 127.0.0.1:PORT (Kafka: node 1's client listener)
+    pid: int  # Kafka: node 1's
     run_dir: Path
-    log: Path
+    log: Path  # Kafka: node 1's
     state_file: Path
+    servers: str = ""  # Kafka: every node's client listener, comma-separated
+    internal_servers: str = ""  # Kafka: plaintext listeners (the client ones unless secured)
+    nodes: tuple[KafkaNode, ...] = ()
+    tls: bool = False  # Kafka: SASL_SSL client listener; Redis: TLS only
 
     @property
     def port(self) -> int:
@@ -57,13 +78,20 @@ class LocalService:
 
     @property
     def bootstrap(self) -> str:
-        """``bootstrap.servers`` value for Kafka clients."""
-        return self.address
+        """``bootstrap.servers`` value for Kafka clients (every node)."""
+        return self.servers or self.address
+
+    @property
+    def internal_bootstrap(self) -> str:
+        """Plaintext ``bootstrap.servers`` on loopback, for test set-up (e.g. users) of a secured cluster."""
+        return self.internal_servers or self.bootstrap
 
     @property
     def url(self) -> str:
-        """``redis://127.0.0.1:PORT/0`` for Redis; the bootstrap address for Kafka."""
-        return f"redis://{self.address}/0" if self.kind == "redis" else self.address
+        """``redis://127.0.0.1:PORT/0`` (``rediss://``: TLS) for Redis; the bootstrap servers for Kafka."""
+        if self.kind == "kafka":
+            return self.bootstrap
+        return f"{'rediss' if self.tls else 'redis'}://{self.address}/0"
 
     def running(self) -> bool:
         """Whether the recorded process is still this server."""
@@ -74,6 +102,35 @@ class LocalService:
         done = _script(self.kind, "stop", self._env())
         if done.returncode != 0:
             raise LocalStackError(f"stopping {self.kind} failed:\n{done.stderr.strip()}")
+
+    def stop_node(self, node_id: int, *, kill: bool = False) -> None:
+        """Stop one Kafka node keeping its data: SIGTERM (clean) or, with ``kill``, SIGKILL."""
+        env = self._env() | {"KAFKA_NODE": str(node_id), "KAFKA_SIGNAL": "KILL" if kill else "TERM"}
+        done = _script(self.kind, "stop-node", env)
+        if done.returncode != 0:
+            raise LocalStackError(f"stopping kafka node {node_id} failed: {done.stderr.strip()}")
+
+    def start_node(self, node_id: int) -> LocalService:
+        """Start a stopped Kafka node again on its data; returns the service as now recorded (new PID)."""
+        done = _script(self.kind, "start-node", self._env() | {"KAFKA_NODE": str(node_id)})
+        if done.returncode != 0:
+            raise LocalStackError(f"kafka node {node_id} did not start again: {done.stderr.strip()}")
+        return _read_state(self.kind, self.state_file)
+
+    def add_scram_user(self, username: str, password: str, mechanism: str = "SCRAM-SHA-512") -> None:
+        """Create or update a SCRAM user (through the plaintext listener); returns once it is stored."""
+        from confluent_kafka.admin import (
+            AdminClient,
+            ScramCredentialInfo,
+            ScramMechanism,
+            UserScramCredentialUpsertion,
+        )
+
+        admin = AdminClient({"bootstrap.servers": self.internal_bootstrap})
+        info = ScramCredentialInfo(ScramMechanism[mechanism.replace("-", "_")], 4096)
+        upsert = UserScramCredentialUpsertion(username, info, password.encode())
+        for future in admin.alter_user_scram_credentials([upsert]).values():
+            future.result(timeout=30)
 
     def __enter__(self) -> LocalService:
         return self
@@ -109,24 +166,57 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_kafka(port: int | None = None, *, name: str | None = None, timeout: float = 180.0) -> LocalService:
-    """Start a single-node KRaft broker on 127.0.0.1 (``port=None``: a free port) and wait until it serves.
+def start_kafka(
+    port: int | None = None,
+    *,
+    name: str | None = None,
+    timeout: float = 180.0,
+    brokers: int = 1,
+    tls_pem: Path | None = None,
+) -> LocalService:
+    """Start a KRaft cluster of ``brokers`` nodes on 127.0.0.1 and wait until every broker serves.
 
-    The first call on a machine fetches the broker's jars from Maven Central (a few seconds; cached).
-    Raises :class:`LocalStackError` with the broker's last log lines when it does not come up.
+    ``port``: node 1's client port (node N gets ``port + N - 1``); ``None``: free ports. With ``tls_pem``
+    (the brokers' unencrypted private key and certificate chain in one PEM file) the client listeners
+    speak SASL_SSL (SCRAM-SHA-512 and -256) and a plaintext one on loopback serves
+    :attr:`LocalService.internal_bootstrap`. The first call on a machine fetches the broker's jars from
+    Maven Central (a few seconds; cached). Raises :class:`LocalStackError` with the last log lines when
+    the cluster does not come up.
     """
-    service = _start("kafka", port, name, timeout)
+    if brokers < 1:
+        raise LocalStackError(f"a Kafka cluster needs at least one broker, not {brokers}")
+    extra = {"KAFKA_BROKERS": str(brokers), "KAFKA_TLS_PEM": str(tls_pem) if tls_pem else ""}
+    service = _start("kafka", port, name, timeout, extra)
     try:
-        _wait_for_broker(service.bootstrap, timeout=60.0)
+        _wait_for_broker(service.internal_bootstrap, brokers, timeout=60.0)
     except LocalStackError:
         service.stop()
         raise
     return service
 
 
-def start_redis(port: int | None = None, *, name: str | None = None, timeout: float = 20.0) -> LocalService:
-    """Start ``redis-server`` on 127.0.0.1 (``port=None``: a free port) without persistence; wait for PING."""
-    return _start("redis", port, name, timeout)
+def start_redis(
+    port: int | None = None,
+    *,
+    name: str | None = None,
+    timeout: float = 20.0,
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
+    acl_file: Path | None = None,
+) -> LocalService:
+    """Start ``redis-server`` on 127.0.0.1 (``port=None``: a free port) without persistence; wait for PING.
+
+    With ``tls_cert`` and ``tls_key`` (PEM) the port speaks TLS only (no client certificates asked for);
+    with ``acl_file`` the users and passwords come from that file (``user NAME on >PASSWORD ...``).
+    """
+    if (tls_cert is None) != (tls_key is None):
+        raise LocalStackError("a Redis TLS port needs both tls_cert and tls_key")
+    extra = {
+        "REDIS_TLS_CERT": str(tls_cert or ""),
+        "REDIS_TLS_KEY": str(tls_key or ""),
+        "REDIS_ACLFILE": str(acl_file or ""),
+    }
+    return _start("redis", port, name, timeout, extra)
 
 
 def fetch_kafka() -> Path:
@@ -146,10 +236,12 @@ def find(kind: Kind, name: str) -> LocalService | None:
     return service if service.running() else None
 
 
-def _start(kind: Kind, port: int | None, name: str | None, timeout: float) -> LocalService:
+def _start(
+    kind: Kind, port: int | None, name: str | None, timeout: float, extra: dict[str, str]
+) -> LocalService:
     upper = kind.upper()
     instance = name or f"p{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    env = {
+    env = extra | {
         "STREAM_NER_LOCAL_STATE_DIR": str(state_dir()),
         f"{upper}_INSTANCE": instance,
         f"{upper}_PORT": "" if port is None else str(port),
@@ -190,6 +282,15 @@ def _read_state(kind: Kind, state_file: Path) -> LocalService:
         raise LocalStackError(f"no state file for {kind}: {exc}") from exc
     values = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
     upper = kind.upper()
+    nodes = tuple(
+        KafkaNode(
+            node_id=i,
+            address=values[f"KAFKA_ADDRESS_{i}"],
+            pid=int(values[f"KAFKA_PID_{i}"]),
+            log=Path(values[f"KAFKA_LOG_{i}"]),
+        )
+        for i in range(1, int(values.get("KAFKA_NODES", "0")) + 1)
+    )
     return LocalService(
         kind=kind,
         address=values[f"{upper}_ADDRESS"],
@@ -197,11 +298,15 @@ def _read_state(kind: Kind, state_file: Path) -> LocalService:
         run_dir=Path(values[f"{upper}_RUN"]),
         log=Path(values[f"{upper}_LOG"]),
         state_file=state_file,
+        servers=values.get("KAFKA_BOOTSTRAP", ""),
+        internal_servers=values.get("KAFKA_INTERNAL_BOOTSTRAP", ""),
+        nodes=nodes,
+        tls=values.get(f"{upper}_SECURE", values.get(f"{upper}_TLS", "0")) == "1",
     )
 
 
-def _wait_for_broker(bootstrap: str, timeout: float) -> None:
-    """Readiness beyond the log line: the broker is listed in the metadata an AdminClient gets."""
+def _wait_for_broker(bootstrap: str, brokers: int, timeout: float) -> None:
+    """Readiness beyond the log lines: every broker is listed in the metadata an AdminClient gets."""
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
@@ -209,12 +314,14 @@ def _wait_for_broker(bootstrap: str, timeout: float) -> None:
     deadline, last_error = time.monotonic() + timeout, ""
     while time.monotonic() < deadline:
         try:
-            if admin.list_topics(timeout=5).brokers:
+            if len(admin.list_topics(timeout=5).brokers) >= brokers:
                 return
         except KafkaException as exc:
             last_error = str(exc)
         time.sleep(0.2)
-    raise LocalStackError(f"Kafka at {bootstrap} answered no metadata within {timeout:.0f}s {last_error}")
+    raise LocalStackError(
+        f"Kafka at {bootstrap} listed fewer than {brokers} brokers within {timeout:.0f}s {last_error}"
+    )
 
 
 def _with_progress(description: str, work: Callable[[], _Done]) -> _Done:

@@ -13,6 +13,8 @@
 #   REDIS_PORT            port; empty: a free port
 #   REDIS_RUN_DIR         working dir + log; empty: a new temp dir, removed on stop
 #   REDIS_OWNER_PID       when set, the server is stopped once that process is gone (test runs)
+#   REDIS_TLS_CERT, REDIS_TLS_KEY   PEM files: the port speaks TLS only (rediss://), no client certificates
+#   REDIS_ACLFILE         users and passwords (redis ACL file); readiness is then the log line, not PING
 #   REDIS_SERVER          the redis-server binary (default: redis-server on PATH), REDIS_START_TIMEOUT (s)
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -22,6 +24,9 @@ STATE_DIR="${STREAM_NER_LOCAL_STATE_DIR:-$HERE/.run}"
 REDIS_STATE_FILE="${REDIS_STATE_FILE:-$STATE_DIR/redis-$REDIS_INSTANCE.env}"
 REDIS_START_TIMEOUT="${REDIS_START_TIMEOUT:-20}"
 REDIS_SERVER="${REDIS_SERVER:-redis-server}"
+REDIS_TLS_CERT="${REDIS_TLS_CERT:-}"
+REDIS_TLS_KEY="${REDIS_TLS_KEY:-}"
+REDIS_ACLFILE="${REDIS_ACLFILE:-}"
 
 die() { echo "redis-local: $*" >&2; exit 1; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'; }
@@ -35,6 +40,12 @@ ping_ok() {
   IFS= read -r -t 2 reply <&3 || reply=""
   exec 3<&- 3>&-
   [ "${reply%$'\r'}" = "+PONG" ]
+}
+
+# readiness: PING, or the server's own log line when PING needs TLS or a password
+ready() {
+  if [ -n "$REDIS_TLS_CERT$REDIS_ACLFILE" ]; then grep -q 'Ready to accept connections' "$2/redis.log" 2>/dev/null
+  else ping_ok "$1"; fi
 }
 
 # is PID alive and the server of RUN (guards against a recycled PID)?
@@ -54,13 +65,21 @@ start() {
   if [ -n "${REDIS_RUN_DIR:-}" ]; then mkdir -p "$REDIS_RUN_DIR"; run="$(cd "$REDIS_RUN_DIR" && pwd -P)"
   else run="$(cd "$(mktemp -d -t stream-ner-redis.XXXXXX)" && pwd -P)"; owned=1; fi
   mkdir -p "$(dirname "$REDIS_STATE_FILE")"
+  local -a listen=(--port "$port") auth=()
+  local tls=0 scheme=redis
+  if [ -n "$REDIS_TLS_CERT" ]; then
+    [ -r "$REDIS_TLS_CERT" ] && [ -r "$REDIS_TLS_KEY" ] || die "REDIS_TLS_CERT and REDIS_TLS_KEY must be readable PEM files"
+    listen=(--port 0 --tls-port "$port" --tls-cert-file "$REDIS_TLS_CERT" --tls-key-file "$REDIS_TLS_KEY" --tls-auth-clients no)
+    tls=1 scheme=rediss
+  fi
+  if [ -n "$REDIS_ACLFILE" ]; then auth=(--aclfile "$REDIS_ACLFILE"); fi
   # the server runs with its working dir = RUN, which is how stop/status recognise it
-  (cd "$run" && exec nohup "$REDIS_SERVER" --bind 127.0.0.1 --port "$port" --dir "$run" --daemonize no \
+  (cd "$run" && exec nohup "$REDIS_SERVER" --bind 127.0.0.1 "${listen[@]}" "${auth[@]}" --dir "$run" --daemonize no \
       --save "" --appendonly no --protected-mode yes --logfile "$run/redis.log" \
       > "$run/redis.out" 2>&1 < /dev/null) &
   local pid=$!
-  printf 'REDIS_PID=%s\nREDIS_RUN=%s\nREDIS_RUN_OWNED=%s\nREDIS_ADDRESS=127.0.0.1:%s\nREDIS_URL=redis://127.0.0.1:%s/0\nREDIS_LOG=%s\n' \
-      "$pid" "$run" "$owned" "$port" "$port" "$run/redis.log" > "$REDIS_STATE_FILE"
+  printf 'REDIS_PID=%s\nREDIS_RUN=%s\nREDIS_RUN_OWNED=%s\nREDIS_ADDRESS=127.0.0.1:%s\nREDIS_URL=%s://127.0.0.1:%s/0\nREDIS_LOG=%s\nREDIS_TLS=%s\n' \
+      "$pid" "$run" "$owned" "$port" "$scheme" "$port" "$run/redis.log" "$tls" > "$REDIS_STATE_FILE"
   if [ -n "${REDIS_OWNER_PID:-}" ]; then
     # watchdog: a killed owner (e.g. a test run ended with kill -9) leaves no orphan server behind.
     # It watches the PID, not is_ours: until the child has changed directory its cwd is not RUN yet, and
@@ -72,7 +91,7 @@ start() {
     ) < /dev/null > /dev/null 2>&1 &
   fi
   local deadline=$((SECONDS + REDIS_START_TIMEOUT))
-  until ping_ok "$port"; do
+  until ready "$port" "$run"; do
     if ! kill -0 "$pid" 2>/dev/null; then
       cat "$run/redis.out" >&2; tail -n 20 "$run/redis.log" >&2 2>/dev/null || true
       rm -f "$REDIS_STATE_FILE"
@@ -84,7 +103,7 @@ start() {
     fi
     sleep 0.05
   done
-  echo "redis://127.0.0.1:$port/0"
+  echo "$scheme://127.0.0.1:$port/0"
 }
 
 stop() {

@@ -3,6 +3,8 @@
 ``up`` starts both on 127.0.0.1 (Kafka on 9092, Redis on 6379 unless told otherwise) and returns; they
 keep running after the command exits until ``down``. The defaults match the settings' defaults, so
 ``stream-ner topics apply``, ``worker``, ``aggregate`` and ``tail`` find them without configuration.
+``--brokers 3`` starts a three-node KRaft cluster (ports 9092-9094), on which the topic specs apply as
+written: replication factor 3, ``min.insync.replicas`` 2.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     up = actions.add_parser("up", help="start Kafka and Redis on 127.0.0.1 and leave them running")
     up.add_argument("--kafka-port", type=int, default=9092, help="Kafka client port (default 9092)")
     up.add_argument("--redis-port", type=int, default=6379, help="Redis port (default 6379)")
+    up.add_argument(
+        "--brokers", type=int, default=1, help="Kafka nodes; node N listens on KAFKA_PORT+N-1 (default 1)"
+    )
     up.set_defaults(handler=run_up)
     down = actions.add_parser("down", help="stop the Kafka and Redis started by 'local up'")
     down.set_defaults(handler=run_down)
@@ -30,19 +35,32 @@ def run_up(args: argparse.Namespace) -> int:
     """Start whichever of the two is not running yet."""
     from stream_ner import localstack
 
-    kafka = localstack.find("kafka", _NAME) or localstack.start_kafka(args.kafka_port, name=_NAME)
+    if args.brokers < 1:
+        raise localstack.LocalStackError(f"--brokers must be 1 or more, not {args.brokers}")
+    kafka = localstack.find("kafka", _NAME) or localstack.start_kafka(
+        args.kafka_port, name=_NAME, brokers=args.brokers
+    )
     try:
         redis = localstack.find("redis", _NAME) or localstack.start_redis(args.redis_port, name=_NAME)
     except localstack.LocalStackError:
         kafka.stop()
         raise
-    print(f"kafka  {kafka.bootstrap}  (pid {kafka.pid}, logs {kafka.log})")
+    brokers = max(1, len(kafka.nodes))
+    print(f"kafka  {kafka.bootstrap}  ({_plural(brokers)}, pid {kafka.pid}, logs {kafka.log})")
     print(f"redis  {redis.url}  (pid {redis.pid}, logs {redis.log})")
-    if (kafka.port, redis.port) != (9092, 6379):
+    if brokers != args.brokers:
+        print(f"note: the running cluster has {_plural(brokers)}; `stream-ner local down` first to change it")
+    if (kafka.port, redis.port) != (9092, 6379) or brokers > 1:
         print(f"export STREAM_NER_KAFKA__BOOTSTRAP_SERVERS={kafka.bootstrap}")
         print(f"export STREAM_NER_REDIS__URL={redis.url}")
+    if brokers < 3:
+        print(f"export STREAM_NER_TOPICS__REPLICATION_FACTOR={brokers}   # the specs ask for 3 replicas")
     print("stop them with: stream-ner local down")
     return 0
+
+
+def _plural(brokers: int) -> str:
+    return f"{brokers} broker" + ("s" if brokers > 1 else "")
 
 
 def run_down(args: argparse.Namespace) -> int:
@@ -55,7 +73,7 @@ def run_down(args: argparse.Namespace) -> int:
             print(f"{kind:6} not running")
         else:
             service.stop()
-            print(f"{kind:6} stopped ({service.address})")
+            print(f"{kind:6} stopped ({service.url})")
     return 0
 
 

@@ -42,19 +42,23 @@ def pytest_terminal_summary(
 _STARTUPS = pytest.StashKey[list[str]]()
 
 
-def _start(config: pytest.Config, start: Callable[[], localstack.LocalService]) -> localstack.LocalService:
+def _start(
+    config: pytest.Config, start: Callable[[], localstack.LocalService], what: str = ""
+) -> localstack.LocalService:
     began = time.monotonic()
+    what = what or start.__name__.removeprefix("start_")
     try:
         service = start()
     except localstack.LocalStackError as exc:
-        failure = f"integration tests need a local {start.__name__.removeprefix('start_')}: {exc}"
+        failure = f"integration tests need a local {what}: {exc}"
     else:
         failure = ""
     if failure:  # raised outside the except block: the report shows the reason, no chained traceback
         pytest.fail(failure, pytrace=False)
     seconds = time.monotonic() - began
     config.stash.setdefault(_STARTUPS, []).append(
-        f"local {service.kind} at {service.address} ready in {seconds:.2f} s (logs: {service.log})"
+        f"local {what} at {service.bootstrap if service.kind == 'kafka' else service.address} ready in "
+        f"{seconds:.2f} s (logs: {service.log})"
     )
     return service
 
@@ -69,6 +73,18 @@ def report(pytestconfig: pytest.Config) -> Callable[[str], None]:
 def kafka_service(pytestconfig: pytest.Config) -> Iterator[localstack.LocalService]:
     """The run's single-node Kafka broker on a free port."""
     service = _start(pytestconfig, localstack.start_kafka)
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster(pytestconfig: pytest.Config) -> Iterator[localstack.LocalService]:
+    """A three-node KRaft cluster on free ports, started by the first test that asks for it.
+
+    Only fault tests use it (topics at replication factor 3, ``min.insync.replicas`` 2): three more JVMs.
+    A test that stops a node starts it again before it ends, so the next test finds all three.
+    """
+    service = _start(pytestconfig, lambda: localstack.start_kafka(brokers=3), "kafka cluster of 3 brokers")
     yield service
     service.stop()
 
