@@ -41,6 +41,23 @@ class _SeekingThread(AIOKafkaConsumerThread):
         return committed
 
 
+async def seek_to_committed_or_beginning(consumer: Any, skip_topics: set[str]) -> Mapping[Any, int]:
+    """Seek every assigned partition to its committed offset, or to its beginning when none (or 0) is.
+
+    ``consumer`` is an ``aiokafka.AIOKafkaConsumer``; partitions of ``skip_topics`` get only the first part.
+    Returns the committed offsets, as ``seek_to_committed`` does.
+    """
+    committed = await consumer.seek_to_committed()
+    unplaced = [
+        tp
+        for tp, offset in committed.items()
+        if (offset is None or offset <= 0) and tp.topic not in skip_topics
+    ]
+    if unplaced:
+        await consumer.seek_to_beginning(*unplaced)
+    return committed
+
+
 class SeekingConsumer(Consumer):
     """faust's aiokafka consumer whose ``perform_seek`` also places partitions with nothing committed."""
 
