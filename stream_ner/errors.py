@@ -4,6 +4,8 @@
 
     StreamNerError
     ├── ConfigError            settings or files that make start-up impossible (fatal, before any I/O)
+    │   └── AuthenticationFailed   Kafka or Redis refuse the credentials or the TLS set-up: retrying cannot
+    │                              help, so clients stop at once with what to check (never the secret)
     ├── ModelError             a model artifact that is missing, corrupt or incompatible (fatal at load)
     │   └── GpuUnavailableError   ``require_gpu`` is set and no CUDA provider can be had
     ├── InvalidPost            one input message is unusable (permanent: it becomes a ``Rejected``
@@ -31,6 +33,10 @@ class StreamNerError(Exception):
 
 class ConfigError(StreamNerError):
     """Settings or files make start-up impossible."""
+
+
+class AuthenticationFailed(ConfigError):
+    """Kafka or Redis refused the credentials, or TLS could not be set up; the message says what to check."""
 
 
 class ModelError(StreamNerError):

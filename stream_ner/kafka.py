@@ -6,9 +6,15 @@
   summary per five minutes while it repeats.
 - ``BrokerWatch`` turns librdkafka's error callback into one clear line when the cluster cannot be
   reached (with the address and what to do), and one when it is reached again; librdkafka keeps
-  retrying on its own, so a long-running client (the worker) just waits quietly.
-- ``ensure_reachable`` is for one-shot commands (``produce``, ``tail``, ``topics``): it waits a bounded
-  time for the cluster's metadata and raises ``KafkaUnavailable`` with the same advice.
+  retrying on its own, so a long-running client (the worker) just waits quietly. Refused credentials or
+  a failed TLS handshake are not worth retrying: ``on_error`` raises ``AuthenticationFailed`` (out of the
+  client's ``poll``/``consume``), so the process stops with one line.
+- ``ensure_reachable`` is for one-shot commands (``produce``, ``tail``, ``topics``) and the aggregator's
+  start: it waits a bounded time for the cluster's metadata and raises ``KafkaUnavailable`` with the same
+  advice, or ``AuthenticationFailed`` as soon as the brokers refuse the credentials, the TLS handshake
+  fails, or a plaintext client finds a TLS listener.
+
+No message built here contains a password: librdkafka's reasons name the user and mechanism at most.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from stream_ner.errors import KafkaUnavailable
+from stream_ner.errors import AuthenticationFailed, KafkaUnavailable
 from stream_ner.settings import KafkaSettings
 
 HINT = (
@@ -29,7 +35,12 @@ HINT = (
 LOGGER_NAME = "stream_ner.librdkafka"
 
 _UNREACHABLE_CODES = frozenset({-195, -187, -193})  # _TRANSPORT, _ALL_BROKERS_DOWN, _RESOLVE
+_AUTHENTICATION, _SSL = -169, -181
 _NUMBERS = re.compile(r"\d+")
+# librdkafka's reason without its "proto://host:port/id: " prefix and "(after N ms in state X)" suffix
+_REASON = re.compile(r"^(?:\S+://)?\S+/(?:bootstrap|\d+): |\s*\(after \d+ms in state \w+\)$")
+# a TLS listener closes a plaintext connection while the client asks for API versions
+_CLOSED_EARLY = re.compile(r"Disconnected.*in state APIVERSION_QUERY")
 
 
 class Deduplicate(logging.Filter):
@@ -74,6 +85,56 @@ def client_config(kafka: KafkaSettings) -> dict[str, Any]:
     return kafka.librdkafka() | {"logger": librdkafka_logger()}
 
 
+def refusal(kafka: KafkaSettings, code: int, reason: str) -> AuthenticationFailed | None:
+    """The ``AuthenticationFailed`` for a librdkafka error that retrying cannot mend, else ``None``.
+
+    ``code`` and ``reason`` are a ``KafkaError``'s ``code()`` and ``str()``.
+    """
+    where = kafka.bootstrap_servers
+    why = _REASON.sub("", reason)
+    if code == _AUTHENTICATION:
+        who = f"user {kafka.sasl_username!r}" if kafka.sasl_username else "no user name"
+        return AuthenticationFailed(
+            f"the Kafka brokers at {where} refused {who} ({kafka.sasl_mechanism or 'no SASL mechanism'}): "
+            f"{why}; check STREAM_NER_KAFKA__SASL_USERNAME, STREAM_NER_KAFKA__SASL_PASSWORD and "
+            "STREAM_NER_KAFKA__SASL_MECHANISM"
+        )
+    if code == _SSL:
+        return AuthenticationFailed(
+            f"TLS with the Kafka brokers at {where} failed: {why}; check STREAM_NER_KAFKA__SECURITY_PROTOCOL "
+            "and ssl.ca.location in STREAM_NER_KAFKA__EXTRA"
+        )
+    return None
+
+
+def _closed_early(kafka: KafkaSettings) -> AuthenticationFailed:
+    return AuthenticationFailed(
+        f"the Kafka brokers at {kafka.bootstrap_servers} closed every connection before answering, as a TLS "
+        f"listener does to a {kafka.security_protocol} client; set STREAM_NER_KAFKA__SECURITY_PROTOCOL to "
+        "SSL or SASL_SSL (and ssl.ca.location in STREAM_NER_KAFKA__EXTRA)"
+    )
+
+
+class _Probe(logging.Handler):
+    """Collects what one admin client hears: its errors and librdkafka's FAIL lines (not printed)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.errors: list[tuple[int, str]] = []
+        self.closed_early = 0
+        self.logger = logging.Logger(f"{LOGGER_NAME}.probe")  # unregistered: never reaches the root handlers
+        self.logger.addHandler(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """A librdkafka log line."""
+        if _CLOSED_EARLY.search(record.getMessage()):
+            self.closed_early += 1
+
+    def on_error(self, error: Any) -> None:
+        """The admin client's ``error_cb``."""
+        self.errors.append((error.code(), error.str()))
+
+
 class BrokerWatch:
     """Reports once that the brokers cannot be reached, and once that they can again.
 
@@ -82,12 +143,24 @@ class BrokerWatch:
     warnings, deduplicated like librdkafka's own lines.
     """
 
-    def __init__(self, bootstrap: str, log: logging.Logger) -> None:
+    def __init__(self, bootstrap: str, log: logging.Logger, kafka: KafkaSettings | None = None) -> None:
         self.bootstrap, self._log = bootstrap, log
+        self._kafka = kafka or KafkaSettings(bootstrap_servers=bootstrap)
         self.down = False
+        self.refused: AuthenticationFailed | None = None
 
     def on_error(self, error: Any) -> None:
-        """librdkafka's ``error_cb``: a ``KafkaError``."""
+        """librdkafka's ``error_cb``: a ``KafkaError``.
+
+        Raises ``AuthenticationFailed`` the first time the brokers refuse the credentials or TLS fails
+        (later ones are ignored, so a client closing after it does not raise again).
+        """
+        refused = refusal(self._kafka, error.code(), error.str())
+        if refused is not None:
+            if self.refused is None:
+                self.refused = refused
+                raise refused
+            return
         if error.code() in _UNREACHABLE_CODES:
             if not self.down:
                 self.down = True
@@ -116,12 +189,23 @@ def ensure_reachable(kafka: KafkaSettings, timeout_s: float | None = None) -> No
     from confluent_kafka.admin import AdminClient
 
     timeout = kafka.connect_timeout_s if timeout_s is None else timeout_s
-    admin = AdminClient(client_config(kafka))
-    try:
-        admin.list_topics(timeout=timeout)
-    except KafkaException as exc:
-        reason = exc.args[0].str() if exc.args else str(exc)
-        raise KafkaUnavailable(
-            f"cannot reach the Kafka brokers at {kafka.bootstrap_servers} within {timeout:g} s ({reason}); "
-            f"{HINT}"
-        ) from exc
+    probe = _Probe()
+    admin = AdminClient(kafka.librdkafka() | {"logger": probe.logger, "error_cb": probe.on_error})
+    deadline, reason = time.monotonic() + timeout, ""
+    while True:
+        try:
+            admin.list_topics(timeout=max(0.05, min(0.5, deadline - time.monotonic())))
+            return
+        except KafkaException as exc:
+            reason = exc.args[0].str() if exc.args else str(exc)
+        admin.poll(0)  # serves the error and log callbacks
+        for code, text in probe.errors:
+            if (refused := refusal(kafka, code, text)) is not None:
+                raise refused
+        if probe.closed_early >= 3 and kafka.security_protocol in ("PLAINTEXT", "SASL_PLAINTEXT"):
+            raise _closed_early(kafka)
+        if time.monotonic() >= deadline:
+            raise KafkaUnavailable(
+                f"cannot reach the Kafka brokers at {kafka.bootstrap_servers} within {timeout:g} s "
+                f"({reason}); {HINT}"
+            )

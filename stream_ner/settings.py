@@ -110,6 +110,12 @@ class WorkerSettings(BaseModel):
         default=512, ge=1, description="Posts held in memory before partitions pause."
     )
     max_text_chars: int = Field(default=20_000, ge=1, description="Longer posts go to the dead-letter topic.")
+    max_future_s: int = Field(
+        default=86_400,
+        ge=0,
+        description="A post whose created_at is further ahead of the worker's clock goes to the dead-letter "
+        "topic (created_in_future).",
+    )
     dedupe_cache_size: int = Field(
         default=10_000,
         ge=0,
@@ -124,10 +130,34 @@ class WorkerSettings(BaseModel):
 
 
 class RedisSettings(BaseModel):
-    """Redis, where dashboards read brand aggregates."""
+    """Redis, where dashboards read brand aggregates; ``rediss://`` URLs speak TLS."""
 
-    url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis URL of the dashboard store.")
+    url: str = Field(
+        default="redis://127.0.0.1:6379/0", description="Redis URL of the dashboard store (rediss://: TLS)."
+    )
     key_prefix: str = Field(default="stream-ner", description="Prefix of every Redis key written.")
+    username: str | None = Field(default=None, description="ACL user name; None: the URL's or 'default'.")
+    password: SecretStr | None = Field(default=None, description="Password of the user (never logged).")
+    ca_file: Path | None = Field(
+        default=None, description="CA certificates (PEM) trusted for rediss://; None: the system's."
+    )
+
+    def connection_url(self) -> str:
+        """``url`` with the user name, password and CA file in it: for clients only, never to print."""
+        from urllib.parse import quote, urlencode, urlsplit, urlunsplit
+
+        parts = urlsplit(self.url)
+        netloc = parts.netloc.rpartition("@")[2]
+        user = quote(self.username or parts.username or "", safe="")
+        secret = self.password.get_secret_value() if self.password else parts.password
+        if secret:
+            netloc = f"{user}:{quote(secret, safe='')}@{netloc}"
+        elif user:
+            netloc = f"{user}@{netloc}"
+        query = parts.query
+        if self.ca_file is not None and parts.scheme == "rediss":
+            query = "&".join(q for q in (query, urlencode({"ssl_ca_certs": str(self.ca_file)})) if q)
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 class BrandSettings(BaseModel):

@@ -29,4 +29,23 @@ def _run(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in {"emit": args.emit, "grace_s": args.grace}.items() if v is not None}
     if overrides:
         settings = settings.model_copy(update={"aggregate": settings.aggregate.model_copy(update=overrides)})
-    return run_worker(settings)
+    _refuse_early(settings)
+    # The aggregator's Redis client reads ``redis.url``: hand it the URL with the credentials in it.
+    redis = settings.redis.model_copy(update={"url": settings.redis.connection_url(), "ca_file": None})
+    return run_worker(settings.model_copy(update={"redis": redis}))
+
+
+def _refuse_early(settings) -> None:  # type: ignore[no-untyped-def]
+    """Stop with one line when Kafka or Redis refuse the credentials or TLS; unreachable ones are retried."""
+    from stream_ner import redis_conn
+    from stream_ner.errors import KafkaUnavailable, RedisUnavailable
+    from stream_ner.kafka import ensure_reachable
+
+    try:
+        ensure_reachable(settings.kafka, timeout_s=min(3.0, settings.kafka.connect_timeout_s))
+    except KafkaUnavailable:
+        pass
+    try:
+        redis_conn.check(settings.redis)
+    except RedisUnavailable:
+        pass

@@ -59,13 +59,14 @@ def print_top(
     The sentiment columns: ``net`` is (positive - negative) / (positive + negative) of the brand's mentions,
     ``- / = / +`` the mentions per polarity.
     """
-    import redis
     from rich.console import Console
     from rich.table import Table
 
+    from stream_ner import redis_conn
     from stream_ner.aggregate.leaderboard import read_top
 
-    client = redis.Redis.from_url(settings.redis.url, socket_timeout=5, socket_connect_timeout=2)
+    redis_conn.check(settings.redis)
+    client = redis_conn.connect(settings.redis)
     board = read_top(client, settings.redis.key_prefix, window, at, n, sort=sort)
     console = console or Console()
     if board is None:

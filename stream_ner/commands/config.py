@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,6 +29,29 @@ def reference(model: type[BaseModel], prefix: str = "STREAM_NER_") -> Iterator[t
         yield f"{prefix}{name.upper()}", "" if default is None else str(default), field.description or ""
 
 
+MASK = "**********"
+_SECRET_KEY = re.compile(r"password|secret|token|sasl\.jaas|ssl\.key\.pem|ssl\.keystore\.key", re.I)
+_URL_PASSWORD = re.compile(r"(?<=://)([^/@:]*):[^/@]*@")
+
+
+def masked(value: Any) -> Any:
+    """``value`` (settings as JSON data) with every secret replaced by ``MASK``.
+
+    ``SecretStr`` fields dump masked already; this also masks librdkafka properties in ``kafka.extra``
+    whose names say they hold a secret, and a password written into a URL (``redis://user:pw@host``).
+    """
+    if isinstance(value, dict):
+        return {
+            k: MASK if _SECRET_KEY.search(k) and isinstance(v, str) and v else masked(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [masked(v) for v in value]
+    if isinstance(value, str):
+        return _URL_PASSWORD.sub(rf"\1:{MASK}@", value)
+    return value
+
+
 def run(args: argparse.Namespace) -> int:
     """Print the reference table or the effective settings."""
     from rich.console import Console
@@ -36,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from stream_ner.settings import Settings, load_settings
 
     if args.effective:
-        Console().print_json(load_settings().model_dump_json())
+        Console().print_json(data=masked(load_settings().model_dump(mode="json")))
         return 0
     rows = list(reference(Settings))
     if args.markdown:

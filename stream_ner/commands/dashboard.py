@@ -36,6 +36,9 @@ def _run(args: argparse.Namespace) -> int:
     from stream_ner.settings import load_settings
 
     settings = load_settings()
+    # The dashboard's Redis clients read ``redis.url``: hand them the URL with the credentials in it.
+    redis = settings.redis.model_copy(update={"url": settings.redis.connection_url(), "ca_file": None})
+    settings = settings.model_copy(update={"redis": redis})
     configure_logging(settings.log_level, settings.log_format, "dashboard")
     host = args.host or settings.dashboard.host
     sock = _listen(host, settings.dashboard.port if args.port is None else args.port)

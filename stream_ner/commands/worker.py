@@ -59,6 +59,7 @@ def serve(settings, link_brands: bool = True) -> int:  # type: ignore[no-untyped
         server.start()
         log.info("metrics on http://%s:%d/metrics", settings.worker.metrics_host, server.port)
     try:
+        _refuse_early(settings)
         from stream_ner.model.runtime import NerModel
         from stream_ner.worker.runner import Worker
 
@@ -76,3 +77,17 @@ def serve(settings, link_brands: bool = True) -> int:  # type: ignore[no-untyped
     finally:
         if server is not None:
             server.stop()
+
+
+def _refuse_early(settings) -> None:  # type: ignore[no-untyped-def]
+    """Stop before the model loads when the brokers refuse the credentials or the TLS set-up.
+
+    Unreachable brokers are no reason to stop: the worker reports them once and retries in the background.
+    """
+    from stream_ner.errors import KafkaUnavailable
+    from stream_ner.kafka import ensure_reachable
+
+    try:
+        ensure_reachable(settings.kafka, timeout_s=min(3.0, settings.kafka.connect_timeout_s))
+    except KafkaUnavailable:
+        pass
