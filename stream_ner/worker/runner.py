@@ -3,8 +3,8 @@
 Delivery contract (at-least-once), per input record, in this order:
 
 1. The record is read and tracked as in flight (``OffsetTracker.track``).
-2. It is parsed at the edge: a valid post joins a batch; an unusable one becomes a ``Rejected`` record
-   produced to the dead-letter topic.
+2. It is parsed and admitted at the edge (``parse_post``, ``admit``): a valid post joins a batch; an
+   unusable one becomes a ``Rejected`` record produced to the dead-letter topic.
 3. Batches are annotated in the inference thread; every valid post yields exactly one ``EntityEvent``
    (a post the model fails on is rejected with code ``inference_failed``; a text annotated before is
    served from the duplicate cache, ``worker.dedupe``, with the event recomputation would give).
@@ -36,6 +36,7 @@ import queue
 import threading
 import time
 from collections import deque
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any, cast
 
@@ -45,6 +46,7 @@ from stream_ner.errors import DeliveryError, InvalidPost
 from stream_ner.kafka import BrokerWatch, librdkafka_logger
 from stream_ner.messages import Origin, parse_post, reject
 from stream_ner.settings import Settings
+from stream_ner.worker.admit import admit
 from stream_ner.worker.annotate import Incoming, Linker, Model
 from stream_ner.worker.batcher import Batcher
 from stream_ner.worker.dedupe import AnnotationCache
@@ -121,7 +123,7 @@ class Worker:
         self._paused = False
         self._assignment: set[tuple[str, int]] = set()
         # librdkafka logs through Python logging; an unreachable cluster is reported once, then retried.
-        self._brokers = BrokerWatch(settings.kafka.bootstrap_servers, log)
+        self._brokers = BrokerWatch(settings.kafka.bootstrap_servers, log, settings.kafka)
         hooks = {"logger": librdkafka_logger(), "error_cb": self._brokers.on_error}
         self._consumer = Consumer(consumer_config(settings) | hooks | {"stats_cb": metrics.observe_stats})
         self._producer = Producer(producer_config(settings) | hooks)
@@ -137,7 +139,10 @@ class Worker:
         return self._fatal is None and self._inference.is_alive()
 
     def run(self) -> int:
-        """Consume until stopped; returns 0 on a clean stop, 1 after a fatal error."""
+        """Consume until stopped; returns 0 on a clean stop, 1 after a fatal error.
+
+        Raises ``AuthenticationFailed`` (after the shutdown) when the brokers refuse the credentials or TLS.
+        """
         topic = self.settings.topics.raw_posts
         self._consumer.subscribe(
             [topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
@@ -209,6 +214,7 @@ class Worker:
         origin = Origin(topic=tp[0], partition=tp[1], offset=offset, timestamp_ms=timestamp if kind else None)
         try:
             post = parse_post(message.value(), self.settings.worker.max_text_chars)  # 2.
+            admit(post, datetime.now(UTC), self.settings.worker.max_future_s)
         except InvalidPost as error:
             self._produce_rejected(error, message.value(), message.key(), origin)
             return

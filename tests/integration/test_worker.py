@@ -64,6 +64,9 @@ BAD_INPUTS = {
     "empty_text": json.dumps({"id": "x5", "text": "   "}).encode(),
     "too_large": json.dumps({"id": "x6", "text": "a" * 1_000_000}).encode(),
     "unknown_field": json.dumps({"id": "x7", "text": "hi", "mood": "happy"}).encode(),
+    "created_in_future": json.dumps(
+        {"id": "x8", "text": "hi", "created_at": "2999-01-01T00:00:00Z"}
+    ).encode(),
     "null_value": None,
 }
 
