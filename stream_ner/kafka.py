@@ -161,6 +161,8 @@ class BrokerWatch:
                 self.refused = refused
                 raise refused
             return
+        if self.refused is not None:  # the brokers are "down" only because they refuse us: said already
+            return
         if error.code() in _UNREACHABLE_CODES:
             if not self.down:
                 self.down = True

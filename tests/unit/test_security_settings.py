@@ -58,14 +58,14 @@ def test_a_refused_password_names_the_address_user_and_settings_but_not_the_secr
     assert refusal(KAFKA, KafkaError._TRANSPORT, "Connection refused") is None
 
 
-def test_the_worker_watch_raises_a_refusal_once_and_keeps_reporting_outages(caplog):
+def test_the_worker_watch_raises_a_refusal_once_and_then_stays_quiet(caplog):
     watch = BrokerWatch(KAFKA.bootstrap_servers, logging.getLogger("test.watch"), KAFKA)
-    with pytest.raises(AuthenticationFailed, match="refused user 'alice'"):
-        watch.on_error(FakeError(KafkaError._AUTHENTICATION, AUTH_REASON))
-    watch.on_error(FakeError(KafkaError._AUTHENTICATION, AUTH_REASON))  # closing the client: no second raise
-    with caplog.at_level(logging.ERROR, logger="test.watch"):
-        watch.on_error(FakeError(KafkaError._TRANSPORT, "Connection refused"))
-    assert watch.down and "cannot reach the Kafka brokers at kafka-1:9093" in caplog.text
+    with caplog.at_level(logging.INFO, logger="test.watch"):
+        with pytest.raises(AuthenticationFailed, match="refused user 'alice'"):
+            watch.on_error(FakeError(KafkaError._AUTHENTICATION, AUTH_REASON))
+        watch.on_error(FakeError(KafkaError._AUTHENTICATION, AUTH_REASON))  # the client closing: no raise
+        watch.on_error(FakeError(KafkaError._ALL_BROKERS_DOWN, "1/1 brokers are down"))  # not "unreachable"
+    assert caplog.records == []
 
 
 def test_masked_hides_secret_properties_and_url_passwords_and_nothing_else():
