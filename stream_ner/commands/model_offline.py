@@ -81,6 +81,12 @@ def register(group: argparse._SubParsersAction) -> None:
         help="loss weights of the post sentiment labels (default: balanced)",
     )
     train.add_argument(
+        "--sentiment-loss-weight",
+        type=float,
+        default=1.0,
+        help="weight of the post and of the target sentiment loss against the tag loss (default 1.0)",
+    )
+    train.add_argument(
         "--resume", action="store_true", help="continue the run in --work after its last epoch"
     )
     train.add_argument("--max-steps", type=int, default=0, help="batches per epoch at most (a smoke test)")
@@ -174,6 +180,8 @@ def run_train(args: argparse.Namespace) -> int:
         sentiment=args.sentiment,
         tweeteval_per_epoch=args.tweeteval_per_epoch,
         post_class_weights=args.post_class_weights,
+        post_loss_weight=args.sentiment_loss_weight,
+        target_loss_weight=args.sentiment_loss_weight,
     )
     out: Path = args.out
     work = args.work or out.with_name(out.name + ".work")
