@@ -41,6 +41,10 @@ _NUMBERS = re.compile(r"\d+")
 _REASON = re.compile(r"^(?:\S+://)?\S+/(?:bootstrap|\d+): |\s*\(after \d+ms in state \w+\)$")
 # a TLS listener closes a plaintext connection while the client asks for API versions
 _CLOSED_EARLY = re.compile(r"Disconnected.*in state APIVERSION_QUERY")
+# TLS failures no retry can mend (a handshake cut short by a restarting broker is not one of them)
+_TLS_REFUSED = re.compile(
+    r"certificate|verify failed|wrong version|protocol version|no shared cipher|unknown ca|alert", re.I
+)
 
 
 class Deduplicate(logging.Filter):
@@ -99,7 +103,7 @@ def refusal(kafka: KafkaSettings, code: int, reason: str) -> AuthenticationFaile
             f"{why}; check STREAM_NER_KAFKA__SASL_USERNAME, STREAM_NER_KAFKA__SASL_PASSWORD and "
             "STREAM_NER_KAFKA__SASL_MECHANISM"
         )
-    if code == _SSL:
+    if code == _SSL and _TLS_REFUSED.search(reason):
         return AuthenticationFailed(
             f"TLS with the Kafka brokers at {where} failed: {why}; check STREAM_NER_KAFKA__SECURITY_PROTOCOL "
             "and ssl.ca.location in STREAM_NER_KAFKA__EXTRA"

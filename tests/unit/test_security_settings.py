@@ -56,6 +56,8 @@ def test_a_refused_password_names_the_address_user_and_settings_but_not_the_secr
     )
     assert str(tls).startswith("TLS with the Kafka brokers at kafka-1:9093 failed: SSL handshake failed:")
     assert refusal(KAFKA, KafkaError._TRANSPORT, "Connection refused") is None
+    cut = "sasl_ssl://kafka-1:9093/1: SSL handshake failed: Disconnected: connection closed by peer"
+    assert refusal(KAFKA, KafkaError._SSL, cut) is None  # a restarting broker: retried
 
 
 def test_the_worker_watch_raises_a_refusal_once_and_then_stays_quiet(caplog):
