@@ -4,7 +4,8 @@
 keep running after the command exits until ``down``. The defaults match the settings' defaults, so
 ``stream-ner topics apply``, ``worker``, ``aggregate`` and ``tail`` find them without configuration.
 ``--brokers 3`` starts a three-node KRaft cluster (ports 9092-9094), on which the topic specs apply as
-written: replication factor 3, ``min.insync.replicas`` 2.
+written: replication factor 3, ``min.insync.replicas`` 2. ``stop-node N`` stops one of its brokers
+(``--kill``: SIGKILL, as a crash) and keeps its data; ``start-node N`` starts it again on that data.
 """
 
 from __future__ import annotations
@@ -29,6 +30,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     down.set_defaults(handler=run_down)
     status = actions.add_parser("status", help="show whether they run; exit code 3 if one does not")
     status.set_defaults(handler=run_status)
+    stop_node = actions.add_parser("stop-node", help="stop one Kafka broker of 'local up', keeping its data")
+    stop_node.add_argument("node", type=int, help="broker id, 1..brokers")
+    stop_node.add_argument("--kill", action="store_true", help="SIGKILL (a crash) instead of SIGTERM")
+    stop_node.set_defaults(handler=run_stop_node)
+    start_node = actions.add_parser("start-node", help="start a stopped Kafka broker again on its data")
+    start_node.add_argument("node", type=int, help="broker id, 1..brokers")
+    start_node.set_defaults(handler=run_start_node)
 
 
 def run_up(args: argparse.Namespace) -> int:
@@ -90,3 +98,31 @@ def run_status(args: argparse.Namespace) -> int:
         else:
             print(f"{kind:6} {service.url}  (pid {service.pid}, logs {service.log})")
     return code
+
+
+def run_stop_node(args: argparse.Namespace) -> int:
+    """Stop one broker of the running cluster; its data stays for ``start-node``."""
+    kafka = _cluster(args.node)
+    kafka.stop_node(args.node, kill=args.kill)
+    print(f"kafka node {args.node} {'killed' if args.kill else 'stopped'}; its data is kept")
+    return 0
+
+
+def run_start_node(args: argparse.Namespace) -> int:
+    """Start a stopped broker again and wait until it serves."""
+    kafka = _cluster(args.node).start_node(args.node)
+    node = next(n for n in kafka.nodes if n.node_id == args.node)
+    print(f"kafka node {args.node} at {node.address} (pid {node.pid}, logs {node.log})")
+    return 0
+
+
+def _cluster(node: int):  # type: ignore[no-untyped-def]
+    """The running 'local up' Kafka, checked to have broker ``node``."""
+    from stream_ner import localstack
+
+    kafka = localstack.find("kafka", _NAME)
+    if kafka is None:
+        raise localstack.LocalStackError("no local Kafka is running; start one with `stream-ner local up`")
+    if not any(n.node_id == node for n in kafka.nodes):
+        raise localstack.LocalStackError(f"the local Kafka has brokers 1..{len(kafka.nodes)}, not {node}")
+    return kafka
