@@ -6,7 +6,8 @@ Delivery contract (at-least-once), per input record, in this order:
 2. It is parsed and admitted at the edge (``parse_post``, ``admit``): a valid post joins a batch; an
    unusable one becomes a ``Rejected`` record produced to the dead-letter topic.
 3. Batches are annotated in the inference thread; every valid post yields exactly one ``EntityEvent``
-   (a post the model fails on is rejected with code ``inference_failed``; a text annotated before is
+   (a post the model or the brand linker fails on is rejected with code ``inference_failed``, its batch
+   retried post by post so its neighbours are not; a text annotated before is
    served from the duplicate cache, ``worker.dedupe``, with the event recomputation would give).
 4. The event (or rejection) is produced with an idempotent producer (``acks=all``), keyed by post id
    (or by the original key).
