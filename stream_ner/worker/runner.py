@@ -7,8 +7,8 @@ Delivery contract (at-least-once), per input record, in this order:
    unusable one becomes a ``Rejected`` record produced to the dead-letter topic.
 3. Batches are annotated in the inference thread; every valid post yields exactly one ``EntityEvent``
    (a post the model or the brand linker fails on is rejected with code ``inference_failed``, its batch
-   retried post by post so its neighbours are not; a text annotated before is
-   served from the duplicate cache, ``worker.dedupe``, with the event recomputation would give).
+   retried post by post so its neighbours are not; a text annotated before is served from the
+   duplicate cache, ``worker.dedupe``, with the event recomputation would give).
 4. The event (or rejection) is produced with an idempotent producer (``acks=all``), keyed by post id
    (or by the original key).
 5. Only when the broker acknowledges it is the record marked complete (``OffsetTracker.complete``).
