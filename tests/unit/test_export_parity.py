@@ -1,7 +1,9 @@
 """Export parity: ONNX graphs written by ``model export`` against the PyTorch model they come from.
 
 Small random BERT token classifiers (2 layers, hidden 64) on the real all-MiniLM-L6-v2 tokenizer: one
-plain Hugging Face checkpoint and one with the shape embedding. Each is exported to fp32, int8 and fp16;
+plain Hugging Face checkpoint, one with the shape embedding and one with the shape embedding and the
+sentiment heads (outputs ``post_sentiment`` and ``target_sentiment`` too, each held to the same
+tolerance, and ``NerModel.analyze`` runs on them). Each is exported to fp32, int8 and fp16;
 fp32 logits must match PyTorch within the export tolerance on texts the probes never saw, int8 must agree
 with fp32 on most token labels with activation scales fixed at export, and the artifact must load and run
 in the runtime ``NerModel``. An artifact given as the source is quantized again from its fp32 graph.
@@ -24,7 +26,7 @@ from stream_ner.model.runtime import NerModel
 from stream_ner.model.windows import WindowTokenizer, plan_windows
 from stream_ner.offline.data import ID2LABEL
 from stream_ner.offline.export import DEFAULT_TOLERANCE, export
-from stream_ner.offline.modeling import ShapeTokenClassifier, load_classifier
+from stream_ner.offline.modeling import SentimentHeads, ShapeTokenClassifier, load_classifier
 from tests.unit.test_windows import tokenizer_path
 
 TEXTS = [
@@ -37,7 +39,7 @@ TEXTS = [
 ]
 
 
-def _checkpoint(tmp: Path, *, shapes: bool) -> Path:
+def _checkpoint(tmp: Path, *, shapes: bool, sentiment: bool = False) -> Path:
     from transformers import BertConfig, BertForTokenClassification
 
     torch.manual_seed(3)
@@ -59,16 +61,22 @@ def _checkpoint(tmp: Path, *, shapes: bool) -> Path:
     if shapes:
         shape = torch.nn.Embedding(7, 64)
         torch.nn.init.normal_(shape.weight, std=0.5)
-    src = tmp / ("shaped" if shapes else "plain")
-    ShapeTokenClassifier(model, shape, use_token_types=True).save(src)
+    heads = None
+    if sentiment:
+        heads = SentimentHeads(64, 0.0)
+        with torch.no_grad():
+            for layer in (heads.post, heads.target_token):
+                layer.weight.mul_(8.0)
+    src = tmp / ("sentiment" if sentiment else "shaped" if shapes else "plain")
+    ShapeTokenClassifier(model, shape, use_token_types=True, sentiment=heads).save(src)
     shutil.copyfile(tokenizer_path(), src / artifact.TOKENIZER)
     return src
 
 
-@pytest.fixture(scope="module", params=[False, True], ids=["plain", "shapes"])
+@pytest.fixture(scope="module", params=["plain", "shapes", "sentiment"])
 def exported(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     tmp = tmp_path_factory.mktemp("export")
-    src = _checkpoint(tmp, shapes=request.param)
+    src = _checkpoint(tmp, shapes=request.param != "plain", sentiment=request.param == "sentiment")
     out = tmp / "artifact"
     export(src, out, precisions=("fp32", "int8", "fp16"), max_length=64, stride=16)
     return src, out
@@ -92,11 +100,17 @@ def test_fp32_graph_matches_pytorch_within_tolerance(exported: tuple[Path, Path]
     classifier = load_classifier(src)
     feeds = _feeds(out, classifier.input_names)
     with torch.no_grad():
-        expected = classifier(*(torch.from_numpy(feeds[n]) for n in classifier.input_names)).numpy()
-    got = _onnx_logits(out / "model.fp32.onnx", feeds)
+        outputs = classifier(*(torch.from_numpy(feeds[n]) for n in classifier.input_names))
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    session = ort.InferenceSession(str(out / "model.fp32.onnx"), providers=["CPUExecutionProvider"])
     valid = feeds["attention_mask"].astype(bool)
-    assert got.shape == expected.shape
-    assert np.abs(got - expected)[valid].max() < DEFAULT_TOLERANCE
+    for name, expected, got in zip(
+        classifier.output_names, outputs, session.run(classifier.output_names, feeds), strict=True
+    ):
+        expected = expected.numpy()
+        assert got.shape == expected.shape, name
+        mask = valid if expected.ndim == 3 else np.ones(len(expected), dtype=bool)
+        assert np.abs(got - expected)[mask].max() < DEFAULT_TOLERANCE, name
 
 
 def test_int8_and_fp16_agree_with_fp32_on_token_labels(exported: tuple[Path, Path]) -> None:
@@ -120,9 +134,12 @@ def test_graph_has_dynamic_axes_and_declared_inputs(exported: tuple[Path, Path])
     for node in inputs.values():
         assert node.type == "tensor(int64)"
         assert node.shape == ["batch_size", "sequence_length"]
-    (logits,) = session.get_outputs()
-    assert logits.name == "logits"
-    assert logits.shape[:2] == ["batch_size", "sequence_length"]
+    outputs = {o.name: o for o in session.get_outputs()}
+    assert list(outputs) == load_classifier(src).output_names
+    assert outputs["logits"].shape[:2] == ["batch_size", "sequence_length"]
+    if "post_sentiment" in outputs:
+        assert outputs["post_sentiment"].shape == ["batch_size", 3]
+        assert outputs["target_sentiment"].shape == ["batch_size", "sequence_length", 3]
 
 
 def test_manifest_lists_files_with_sha256_and_parity(exported: tuple[Path, Path]) -> None:
@@ -178,3 +195,22 @@ def test_an_artifact_is_quantized_again_from_its_fp32_graph(
     assert after["parity"]["int8_label_agreement_vs_fp32"] >= 0.9
     assert after["quantization"]["int8"]["calibration"]
     assert len(NerModel.load(again, precision="int8").predict(TEXTS[:2])) == 2
+
+
+def test_sentiment_outputs_are_declared_and_analyzed(exported: tuple[Path, Path]) -> None:
+    src, out = exported
+    config = json.loads((out / artifact.NER_CONFIG).read_text())
+    if load_classifier(src).sentiment is None:
+        assert "sentiment_labels" not in config and not NerModel.load(out).has_sentiment
+        return
+    assert config["sentiment_labels"] == ["negative", "neutral", "positive"]
+    manifest = json.loads((out / artifact.MANIFEST).read_text())
+    assert manifest["outputs"] == ["logits", "post_sentiment", "target_sentiment"]
+    assert manifest["parity"]["fp32_post_sentiment_max_abs_diff_vs_torch"] < DEFAULT_TOLERANCE
+    labels = {}
+    for precision in ("fp32", "int8"):
+        model = NerModel.load(out, precision=precision)
+        results = model.analyze(TEXTS, [[(0, 2)]] * len(TEXTS))
+        assert [len(r.targets) for r in results] == [1] * len(TEXTS)
+        labels[precision] = [r.sentiment.label for r in results]
+    assert sum(a == b for a, b in zip(labels["fp32"], labels["int8"], strict=True)) >= len(TEXTS) - 1
