@@ -179,8 +179,8 @@ def export(
     parity["fp32_label_agreement_vs_torch"] = float(
         (labels32 == reference["logits"].argmax(-1)[valid]).mean()
     )
-    for name in outputs[1:]:
-        parity[f"fp32_{name}_max_abs_diff_vs_torch"] = diffs[name]
+    for output in outputs[1:]:
+        parity[f"fp32_{output}_max_abs_diff_vs_torch"] = diffs[output]
     parity.update(_agreement(got, valid))
     worst = max(diffs, key=lambda n: diffs[n])
     if diffs[worst] > tolerance:

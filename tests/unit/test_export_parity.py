@@ -206,6 +206,7 @@ def test_sentiment_outputs_are_declared_and_analyzed(exported: tuple[Path, Path]
     assert config["sentiment_labels"] == ["negative", "neutral", "positive"]
     manifest = json.loads((out / artifact.MANIFEST).read_text())
     assert manifest["outputs"] == ["logits", "post_sentiment", "target_sentiment"]
+    assert manifest["name"] == src.name
     assert manifest["parity"]["fp32_post_sentiment_max_abs_diff_vs_torch"] < DEFAULT_TOLERANCE
     labels = {}
     for precision in ("fp32", "int8"):
