@@ -33,13 +33,21 @@ def highlight(text: str, entities: list[dict]) -> Text:
     return rich
 
 
+def _entity(entity: dict) -> str:
+    """``LABEL:text``, with the sentiment toward it when the event has one (``ORG:Nike (negative)``)."""
+    mood = entity.get("sentiment_label")
+    return f"{entity['label']}:{entity['text']}" + (f" ({mood})" if mood else "")
+
+
 def render(value: dict) -> Text:
     """One record as a line or two of rich text."""
     if "post_id" in value and "entities" in value:
         line = Text.assemble((f"{value['post_id']} ", "dim"), highlight(value["text"], value["entities"]))
-        labels = ", ".join(f"{e['label']}:{e['text']}" for e in value["entities"]) or "no entities"
+        labels = ", ".join(_entity(e) for e in value["entities"]) or "no entities"
         brands = f"  brands: {', '.join(value['brands'])}" if value.get("brands") else ""
-        line.append(f"\n    {labels}{brands}", style="dim")
+        mood, score = value.get("sentiment_label"), value.get("sentiment")
+        post = f"  post: {mood} {score:+.2f}" if mood and score is not None else ""
+        line.append(f"\n    {labels}{brands}{post}", style="dim")
         return line
     if "code" in value and "reason" in value:
         return Text.assemble(("rejected ", "bold red"), f"{value['code']}: {value['reason']}")
