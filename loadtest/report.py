@@ -103,7 +103,8 @@ def _noise(docs: ResultFiles) -> str:
 def markdown(
     docs: ResultFiles, images: dict[str, str], readme: str = "README.md", results: Path = RESULTS
 ) -> str:
-    """The text of RESULTS.md; ``readme``: the link to the method; ``results``: where dashboard.json is."""
+    """The text of RESULTS.md; ``readme``: the link to the method; ``results``: where dashboard.json and
+    recovery.json are."""
     all_docs = headers(docs)
     any_doc = all_docs[0]
     m = any_doc["machine"]
@@ -164,7 +165,7 @@ def markdown(
             f"{any_doc['corpus']}; without it the shipped sample posts are sent.",
             "",
         ]
-    return "\n".join(lines) + dashboard_section(results)
+    return "\n".join(lines) + dashboard_section(results) + recovery_section(results)
 
 
 def dashboard_section(results: Path) -> str:
@@ -175,6 +176,16 @@ def dashboard_section(results: Path) -> str:
     from loadtest.dashboard import markdown as dashboard_markdown
 
     return "\n" + dashboard_markdown(json.loads(path.read_text()))
+
+
+def recovery_section(results: Path) -> str:
+    """Worker recovery times (``python -m loadtest.recovery --write``), when ``recovery.json`` exists."""
+    path = results / "recovery.json"
+    if not path.is_file():
+        return ""
+    from loadtest.recovery import markdown as recovery_markdown
+
+    return "\n" + recovery_markdown(json.loads(path.read_text()))
 
 
 def _workers_cpu(medians: Medians, count: int) -> str:

@@ -145,6 +145,7 @@ class WorkerPool:
     topics: Topics
     config: WorkerConfig
     count: int = 1
+    static: bool = False  # each worker a static group member (group.instance.id: group and worker name)
     workers: list[WorkerProcess] = field(default_factory=list)
     log_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="stream-ner-loadtest-")))
 
@@ -194,6 +195,18 @@ class WorkerPool:
                 worker.proc.wait(10)
         self.workers.clear()
 
+    def kill(self, name: str) -> None:
+        """SIGKILL one worker and reap it; it stays in ``workers`` until :meth:`respawn`."""
+        worker = next(w for w in self.workers if w.name == name)
+        worker.proc.kill()
+        worker.proc.wait(10)
+
+    def respawn(self, name: str) -> WorkerProcess:
+        """Start worker ``name`` again (when ``static``, under its instance id) in place of the old one."""
+        index = next(i for i, w in enumerate(self.workers) if w.name == name)
+        self.workers[index] = self._spawn(name)
+        return self.workers[index]
+
     def _assigned(self, worker: WorkerProcess) -> int:
         if worker.proc.poll() is not None:
             raise RuntimeError(
@@ -216,11 +229,14 @@ class WorkerPool:
                 "STREAM_NER_TOPICS__DLQ": self.topics.dlq,
                 "STREAM_NER_WORKER__GROUP_ID": self.topics.group,
                 "STREAM_NER_WORKER__METRICS_PORT": str(port),
+                "STREAM_NER_KAFKA__CLIENT_ID": name,
                 "STREAM_NER_LOG_LEVEL": "WARNING",
             }
         )
+        if self.static:
+            env["STREAM_NER_WORKER__GROUP_INSTANCE_ID"] = f"{self.topics.group}-{name}"
         log_path = self.log_dir / f"{name}.log"
-        with log_path.open("wb") as log:
+        with log_path.open("ab") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "stream_ner", "worker", "--name", name],
                 env=env,
