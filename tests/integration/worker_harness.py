@@ -35,8 +35,12 @@ class Topics:
         tag = f"{prefix}-{uuid.uuid4().hex[:8]}"
         return cls(f"{tag}.raw", f"{tag}.entities", f"{tag}.dlq", f"{tag}.aggregates", f"{tag}.workers")
 
-    def apply(self, bootstrap: str) -> dict[str, int]:
-        """Create the topics from the project's specs (replication factor 1); partitions by setting name."""
+    def apply(self, bootstrap: str, replication_factor: int | None = 1) -> dict[str, int]:
+        """Create the topics from the project's specs; partitions by setting name.
+
+        ``replication_factor``: 1 for the single test broker; ``None`` keeps the specs' (3, with
+        ``min.insync.replicas`` 2) for the three-broker cluster.
+        """
         settings = Settings(
             topics=TopicSettings(
                 raw_posts=self.raw,
@@ -44,7 +48,7 @@ class Topics:
                 dlq=self.dlq,
                 brand_aggregates=self.aggregates,
                 brand_alerts=self.raw.removesuffix(".raw") + ".alerts",
-                replication_factor=1,
+                replication_factor=replication_factor,
             )
         )
         specs = load_specs(settings)
