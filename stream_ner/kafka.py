@@ -35,6 +35,7 @@ HINT = (
 LOGGER_NAME = "stream_ner.librdkafka"
 
 _UNREACHABLE_CODES = frozenset({-195, -187, -193})  # _TRANSPORT, _ALL_BROKERS_DOWN, _RESOLVE
+_ALL_BROKERS_DOWN = -187
 _AUTHENTICATION, _SSL = -169, -181
 _NUMBERS = re.compile(r"\d+")
 # librdkafka's reason without its "proto://host:port/id: " prefix and "(after N ms in state X)" suffix
@@ -140,11 +141,12 @@ class _Probe(logging.Handler):
 
 
 class BrokerWatch:
-    """Reports once that the brokers cannot be reached, and once that they can again.
+    """Reports once that no broker can be reached, and once that one can again.
 
     Pass ``on_error`` as a client's ``error_cb``, and call ``reachable`` whenever the client has shown the
-    cluster answers (an assignment, a record). Errors other than unreachable brokers are logged as
-    warnings, deduplicated like librdkafka's own lines.
+    cluster answers (an assignment, a record). Only librdkafka's "all brokers down" is an outage (an ERROR
+    line naming the last connection failure's reason): one broker of several refusing connections, as
+    while it restarts, is a warning like any other error, deduplicated like librdkafka's own lines.
     """
 
     def __init__(self, bootstrap: str, log: logging.Logger, kafka: KafkaSettings | None = None) -> None:
@@ -152,6 +154,7 @@ class BrokerWatch:
         self._kafka = kafka or KafkaSettings(bootstrap_servers=bootstrap)
         self.down = False
         self.refused: AuthenticationFailed | None = None
+        self._last_failure = ""  # the last connection failure's reason, named by the outage line
 
     def on_error(self, error: Any) -> None:
         """librdkafka's ``error_cb``: a ``KafkaError``.
@@ -167,20 +170,25 @@ class BrokerWatch:
             return
         if self.refused is not None:  # the brokers are "down" only because they refuse us: said already
             return
-        if error.code() in _UNREACHABLE_CODES:
+        if error.code() == _ALL_BROKERS_DOWN:
             if not self.down:
                 self.down = True
                 self._log.error(
                     "cannot reach the Kafka brokers at %s (%s); retrying in the background; %s",
                     self.bootstrap,
-                    error.str(),
+                    self._last_failure or error.str(),
                     HINT,
                 )
             return
+        if error.code() in _UNREACHABLE_CODES:  # one broker: the others may serve
+            self._last_failure = error.str()
+            if self.down:
+                return
         librdkafka_logger().warning("kafka error: %s", error.str())
 
     def reachable(self) -> None:
         """The cluster answered: say so once after an outage was reported."""
+        self._last_failure = ""
         if self.down:
             self.down = False
             self._log.info("reached the Kafka brokers at %s", self.bootstrap)

@@ -196,3 +196,23 @@ def test_model_commands_build_the_model_from_the_settings(monkeypatch):
     monkeypatch.setenv("STREAM_NER_MODEL__INTRA_OP_THREADS", "1")
     model = load_model(None, "fp32")
     assert (model.max_padding, model.precision) == (0.3, "fp32")
+
+
+def test_one_broker_of_three_refusing_connections_is_a_warning_not_an_outage(caplog):
+    from confluent_kafka import KafkaError
+
+    from stream_ner.kafka import LOGGER_NAME
+
+    watch = BrokerWatch("127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094", logging.getLogger("test.watch"))
+    with caplog.at_level(logging.INFO):
+        for _ in range(3):
+            watch.on_error(FakeError(KafkaError._TRANSPORT, "127.0.0.1:9093/2: Connection refused"))
+        watch.on_error(FakeError(KafkaError._ALL_BROKERS_DOWN, "3/3 brokers are down"))
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    warnings = [r.getMessage() for r in caplog.records if r.name == LOGGER_NAME]
+    assert warnings and all("Connection refused" in w for w in warnings)
+    assert errors == [
+        "cannot reach the Kafka brokers at 127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094 "
+        f"(127.0.0.1:9093/2: Connection refused); retrying in the background; {HINT}"
+    ]
+    assert watch.down
