@@ -103,8 +103,8 @@ def _noise(docs: ResultFiles) -> str:
 def markdown(
     docs: ResultFiles, images: dict[str, str], readme: str = "README.md", results: Path = RESULTS
 ) -> str:
-    """The text of RESULTS.md; ``readme``: the link to the method; ``results``: where dashboard.json and
-    recovery.json are."""
+    """The text of RESULTS.md; ``readme``: the link to the method; ``results``: where dashboard.json,
+    recovery.json and chaos.json are."""
     all_docs = headers(docs)
     any_doc = all_docs[0]
     m = any_doc["machine"]
@@ -165,7 +165,7 @@ def markdown(
             f"{any_doc['corpus']}; without it the shipped sample posts are sent.",
             "",
         ]
-    return "\n".join(lines) + dashboard_section(results) + recovery_section(results)
+    return "\n".join(lines) + dashboard_section(results) + recovery_section(results) + chaos_section(results)
 
 
 def dashboard_section(results: Path) -> str:
@@ -186,6 +186,16 @@ def recovery_section(results: Path) -> str:
     from loadtest.recovery import markdown as recovery_markdown
 
     return "\n" + recovery_markdown(json.loads(path.read_text()))
+
+
+def chaos_section(results: Path) -> str:
+    """The chaos soak (``python -m loadtest.chaos --write``), when ``chaos.json`` exists."""
+    path = results / "chaos.json"
+    if not path.is_file():
+        return ""
+    from loadtest.chaos import markdown as chaos_markdown
+
+    return "\n" + chaos_markdown(json.loads(path.read_text()))
 
 
 def _workers_cpu(medians: Medians, count: int) -> str:

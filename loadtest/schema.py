@@ -430,3 +430,40 @@ def find_step(doc: ScenarioResult | None, label: str) -> StepResult | None:
         if item["label"] == label:
             return item
     return None
+
+
+# -- chaos soak (python -m loadtest.chaos) -------------------------------------------------------------------
+
+
+class ChaosFault(TypedDict):
+    """One injected fault."""
+
+    kind: str  # worker, aggregator, broker, redis
+    target: str  # w1, aggregator, broker 2, redis
+    at_s: float  # seconds into the stream
+    recovery_s: float | None  # until steady state again (loadtest.chaos); None: not within the timeout
+
+
+class ChaosCheck(TypedDict):
+    """One end-of-run check."""
+
+    name: str
+    passed: bool
+    detail: str  # why it failed, or a short figure
+
+
+class ChaosDoc(TypedDict):
+    """``results/chaos.json``."""
+
+    scenario: str
+    started_at: str
+    wall_s: float
+    machine: str
+    rate: float
+    seconds: float
+    posts: int  # acknowledged by the brokers
+    events: int  # on entities, repeats included
+    duplicates: int  # events beyond the first of their post
+    faults: list[ChaosFault]
+    checks: list[ChaosCheck]
+    passed: bool
