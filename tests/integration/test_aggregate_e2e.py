@@ -74,24 +74,27 @@ def test_sample_posts_reach_the_brand_leaderboard(kafka_bootstrap, redis_url, tm
             worker.terminate()
 
 
-PLAIN = {  # catalog brand -> posts whose polarity toward it no reader would doubt
-    "negative": [
-        "Worst customer service ever from Verizon, I hate them and I am cancelling today",
-        "My new Samsung phone died after two days, total garbage and a waste of money",
-        "Ryanair cancelled my flight again with no refund, absolutely furious and never flying with them",
-    ],
-    "positive": [
-        "I love my new Nike running shoes, best purchase of the year!",
-        "Netflix just dropped my favourite show, so happy right now, thank you",
-        "The Lego set my kids got is amazing, they had the best afternoon",
-    ],
-}
+# Posts for the lookup model of ``tests.unit.test_sentiment``: "nike" and "apple" are tagged ORG, with a
+# negative and a positive sentiment toward them; "good" and "bad" make a post positive or negative; "tesla"
+# is not tagged, so its catalog brand takes the post's sentiment.
+LEXICON_POSTS = [
+    ("nike is bad bad bad", {"nike": "negative"}),
+    ("apple is good good good", {"apple": "positive"}),
+    ("tesla bad bad bad", {"tesla": "negative"}),
+    ("tesla good good good", {"tesla": "positive"}),
+    ("apple and nike , good good good", {"apple": "positive", "nike": "negative"}),
+]
 
 
-def test_plain_sentiment_reaches_redis_counted_as_the_events_say(
-    kafka_bootstrap, redis_url, tmp_path, request
+def test_sentiment_reaches_redis_counted_as_the_events_say(
+    kafka_bootstrap, redis_url, tmp_path, request, monkeypatch
 ):
-    """Worker -> aggregator on the real broker and Redis: per-brand polarity counts are the events' own."""
+    """Worker (a lookup model with sentiment outputs) -> aggregator on the real broker and Redis: each
+    mention counts with its entity's sentiment, or the post's for a catalog-only brand, and the polarity
+    counts in Redis equal a recount of the events."""
+    from tests.unit.test_sentiment import build_sentiment_artifact
+
+    monkeypatch.setenv("STREAM_NER_MODEL__PATH", str(build_sentiment_artifact(tmp_path / "model")))
     names = Names.fresh(request.node.name)
     topics = Topics(
         f"{names.app_id}.raw",
@@ -101,26 +104,26 @@ def test_plain_sentiment_reaches_redis_counted_as_the_events_say(
         f"{names.app_id}.workers",
     )
     create_topics(kafka_bootstrap, [topics.raw, topics.entities, topics.dlq, names.aggregates], partitions=2)
-    texts = [(label, text) for label, group in PLAIN.items() for text in group]
     at = time.time()
     posts = [
-        json.dumps({"id": f"s{i}", "text": text, "created_at": at, "author": f"a{i}"}).encode()
-        for i, (_, text) in enumerate(texts)
+        (f"s{i}".encode(), json.dumps({"id": f"s{i}", "text": text, "created_at": at}).encode())
+        for i, (text, _) in enumerate(LEXICON_POSTS)
     ]
     worker = start_worker(kafka_bootstrap, topics, tmp_path, "w0")
     aggregator = start_aggregator(kafka_bootstrap, redis_url, names, tmp_path / "agg.log", partitions="2")
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
         worker.wait_assigned()
-        produce(kafka_bootstrap, topics.raw, [(f"s{i}".encode(), p) for i, p in enumerate(posts)])
+        produce(kafka_bootstrap, topics.raw, posts)
         events = {e["post_id"]: e for e in read_all(kafka_bootstrap, topics.entities, len(posts))}
         assert len(events) == len(posts), worker.log()
-        for i, (label, text) in enumerate(texts):
-            event = events[f"s{i}"]
-            assert event["sentiment_label"] == label, (text, event["sentiment"])
-            assert (event["sentiment"] > 0) == (label == "positive")
+        for i, (text, toward) in enumerate(LEXICON_POSTS):
+            counted = _polarities(events[f"s{i}"])
+            assert {b: labels for b, labels in counted.items() if b in toward} == {
+                b: [label] for b, label in toward.items()
+            }, (text, events[f"s{i}"])
         expected = _polarity_counts(events.values())
-        assert len(expected) >= 5, f"the posts mention catalog brands: {expected}"
+        assert expected == {"nike": [2, 0, 0], "apple": [0, 0, 2], "tesla": [1, 0, 1]}, expected
         deadline = time.monotonic() + 120
         got: dict[str, list[int]] = {}
         while time.monotonic() < deadline:
@@ -137,9 +140,8 @@ def test_plain_sentiment_reaches_redis_counted_as_the_events_say(
             env=env, capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         assert out.returncode == 0, out.stderr
-        shown = [b for b in out.stdout.split() if b in expected]
-        nets = [(b, (c[2] - c[0]) / (c[2] + c[0])) for b, c in expected.items() if c[0] + c[2]]
-        assert shown[0] == min(nets, key=lambda x: (x[1], x[0]))[0], out.stdout  # most negative first
+        shown = [word for word in out.stdout.split() if word in expected]
+        assert shown == ["nike", "tesla", "apple"], out.stdout  # net -1, 0, +1: most negative first
     finally:
         client.close()
         aggregator.stop()
@@ -147,15 +149,23 @@ def test_plain_sentiment_reaches_redis_counted_as_the_events_say(
             worker.terminate()
 
 
+def _polarities(event: dict) -> dict[str, list[str]]:
+    """Per brand of one event, the polarity of each of its mentions: its entity's, else the post's."""
+    linked = [e for e in event["entities"] if e["brand"]]
+    out = {}
+    for brand in sorted(set(event["brands"]) | {e["brand"] for e in linked}):
+        own = [e["sentiment_label"] or event["sentiment_label"] for e in linked if e["brand"] == brand]
+        out[brand] = own or [event["sentiment_label"]]
+    return out
+
+
 def _polarity_counts(events) -> dict[str, list[int]]:
-    """Per brand: [negative, neutral, positive] mentions recounted from the events (entity's, else post's)."""
+    """Per brand: [negative, neutral, positive] mentions, recounted from the events."""
     order = ["negative", "neutral", "positive"]
     counts: dict[str, list[int]] = {}
     for event in events:
-        linked = [e for e in event["entities"] if e["brand"]]
-        for brand in set(event["brands"]) | {e["brand"] for e in linked}:
-            own = [e["sentiment_label"] or event["sentiment_label"] for e in linked if e["brand"] == brand]
-            for label in own or [event["sentiment_label"]]:
+        for brand, labels in _polarities(event).items():
+            for label in labels:
                 counts.setdefault(brand, [0, 0, 0])[order.index(label)] += 1
     return counts
 
