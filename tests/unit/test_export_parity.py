@@ -215,3 +215,28 @@ def test_sentiment_outputs_are_declared_and_analyzed(exported: tuple[Path, Path]
         assert [len(r.targets) for r in results] == [1] * len(TEXTS)
         labels[precision] = [r.sentiment.label for r in results]
     assert sum(a == b for a, b in zip(labels["fp32"], labels["int8"], strict=True)) >= len(TEXTS) - 1
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_an_exported_graph_with_sentiment_heads_gives_the_same_sentiments_in_any_batch(
+    exported: tuple[Path, Path], precision: str
+) -> None:
+    """The batch-independence property (``test_batch_independence``) on a freshly exported multi-task graph,
+    static INT8 included: every post and entity sentiment is the same alone and in random batches."""
+    import random
+
+    from tests.unit.test_batch_independence import TEXTS as POSTS
+    from tests.unit.test_batch_independence import _same, _sentiments
+
+    src, out = exported
+    model = NerModel.load(out, precision=precision, max_batch_size=64, max_padding=1.0)
+    if load_classifier(src).sentiment is None:  # plain and shaped checkpoints: entities only, as above
+        assert not model.has_sentiment
+        return
+    alone = [_sentiments(model, [text])[0] for text in POSTS]
+    rng = random.Random(f"export-{precision}")
+    for _ in range(4):
+        picked = rng.choices(range(len(POSTS)), k=rng.randint(2, 64))
+        together = _sentiments(model, [POSTS[i] for i in picked])
+        differing = [i for i, found in zip(picked, together, strict=True) if not _same(found, alone[i])]
+        assert not differing, f"{precision}: {POSTS[differing[0]][:80]!r} differs in a batch"
