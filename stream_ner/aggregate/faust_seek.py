@@ -28,17 +28,8 @@ class _SeekingThread(AIOKafkaConsumerThread):
         return await self.call_thread(self._seek_to_committed_or_beginning)
 
     async def _seek_to_committed_or_beginning(self) -> Mapping[Any, int]:
-        consumer = self._ensure_consumer()
-        committed = await consumer.seek_to_committed()
-        changelogs = self.app.tables.changelog_topics
-        unplaced = [
-            tp
-            for tp, offset in committed.items()
-            if (offset is None or offset <= 0) and tp.topic not in changelogs
-        ]
-        if unplaced:
-            await consumer.seek_to_beginning(*unplaced)
-        return committed
+        changelogs = set(self.app.tables.changelog_topics)
+        return await seek_to_committed_or_beginning(self._ensure_consumer(), skip_topics=changelogs)
 
 
 async def seek_to_committed_or_beginning(consumer: Any, skip_topics: set[str]) -> Mapping[Any, int]:
