@@ -50,10 +50,26 @@ async def seek_to_committed_or_beginning(consumer: Any, skip_topics: set[str]) -
 
 
 class SeekingConsumer(Consumer):
-    """faust's aiokafka consumer whose ``perform_seek`` also places partitions with nothing committed."""
+    """faust's aiokafka consumer whose ``perform_seek`` also places partitions with nothing committed.
+
+    faust resumes the input partitions just before it seeks them; records still arriving from the old
+    position in between would be processed ahead of the earlier ones the seek brings back, and a stage
+    that skips what is below its last applied offset would then skip those. So the input partitions stay
+    paused until the seek is done: what arrives meanwhile is dropped and fetched again, in order.
+    """
 
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
         return _SeekingThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def perform_seek(self) -> None:
+        """Seek every partition (``_SeekingThread``) with the input partitions paused meanwhile."""
+        inputs = {tp for tp in self.assignment() if not self._is_changelog_tp(tp)}
+        resume = inputs - self._paused_partitions
+        self.pause_partitions(inputs)
+        try:
+            await super().perform_seek()
+        finally:
+            self.resume_partitions(resume)
 
 
 def install(app: Any) -> None:
