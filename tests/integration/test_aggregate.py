@@ -55,6 +55,20 @@ class Names:
         return cls(f"{tag}.entities", f"{tag}.aggregates", f"{tag}-agg", f"t-{tag}")
 
 
+def pipeline_topics(bootstrap: str, test: str, partitions: int) -> tuple[Names, Topics]:
+    """Fresh names for a worker and an aggregator, and their topics."""
+    names = Names.fresh(test)
+    topics = Topics(
+        f"{names.app_id}.raw",
+        names.entities,
+        f"{names.app_id}.dlq",
+        names.aggregates,
+        f"{names.app_id}.workers",
+    )
+    create_topics(bootstrap, [topics.raw, topics.entities, topics.dlq, names.aggregates], partitions)
+    return names, topics
+
+
 def create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap})
     new = [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names]
@@ -712,15 +726,7 @@ def first_events(
 def test_worker_and_aggregator_killed_mid_stream_end_equal_to_a_recount_of_entities(
     kafka_bootstrap, redis_url, rclient, aggregators, tmp_path, request
 ):
-    names = Names.fresh(request.node.name)
-    topics = Topics(
-        f"{names.app_id}.raw",
-        names.entities,
-        f"{names.app_id}.dlq",
-        names.aggregates,
-        f"{names.app_id}.workers",
-    )
-    create_topics(kafka_bootstrap, [topics.raw, topics.entities, topics.dlq, names.aggregates], partitions=3)
+    names, topics = pipeline_topics(kafka_bootstrap, request.node.name, partitions=3)
     samples = [
         json.loads(line)
         for line in (resources.files("stream_ner") / "samples" / "posts.jsonl").read_text().splitlines()

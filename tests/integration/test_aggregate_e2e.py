@@ -12,26 +12,12 @@ from importlib import resources
 import redis
 
 from stream_ner.brands import BrandLinker
-from tests.integration.test_aggregate import Names, create_topics, start_aggregator
-from tests.integration.worker_harness import Topics, produce, read_all, start_worker
-
-
-def pipeline_topics(bootstrap: str, test: str) -> tuple[Names, Topics]:
-    """Fresh names for a worker and an aggregator, and their topics (2 partitions each)."""
-    names = Names.fresh(test)
-    topics = Topics(
-        f"{names.app_id}.raw",
-        names.entities,
-        f"{names.app_id}.dlq",
-        names.aggregates,
-        f"{names.app_id}.workers",
-    )
-    create_topics(bootstrap, [topics.raw, topics.entities, topics.dlq, names.aggregates], partitions=2)
-    return names, topics
+from tests.integration.test_aggregate import pipeline_topics, start_aggregator
+from tests.integration.worker_harness import produce, read_all, start_worker
 
 
 def test_sample_posts_reach_the_brand_leaderboard(kafka_bootstrap, redis_url, tmp_path, request):
-    names, topics = pipeline_topics(kafka_bootstrap, request.node.name)
+    names, topics = pipeline_topics(kafka_bootstrap, request.node.name, partitions=2)
     lines = (resources.files("stream_ner") / "samples" / "posts.jsonl").read_text().splitlines()
     posts = [json.loads(line) for line in lines if line.strip()]
     linker = BrandLinker.from_catalog()
@@ -101,7 +87,7 @@ def test_sentiment_reaches_redis_counted_as_the_events_say(
     from tests.unit.test_sentiment import build_sentiment_artifact
 
     monkeypatch.setenv("STREAM_NER_MODEL__PATH", str(build_sentiment_artifact(tmp_path / "model")))
-    names, topics = pipeline_topics(kafka_bootstrap, request.node.name)
+    names, topics = pipeline_topics(kafka_bootstrap, request.node.name, partitions=2)
     at = time.time()
     posts = [
         (f"s{i}".encode(), json.dumps({"id": f"s{i}", "text": text, "created_at": at}).encode())
