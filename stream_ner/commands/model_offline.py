@@ -89,6 +89,14 @@ def register(group: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--resume", action="store_true", help="continue the run in --work after its last epoch"
     )
+    train.add_argument(
+        "--teacher",
+        type=Path,
+        default=None,
+        help="an NER artifact directory whose tag logits every batch is distilled toward",
+    )
+    train.add_argument("--distill-weight", type=float, default=1.0, help="weight of the distillation loss")
+    train.add_argument("--distill-temperature", type=float, default=2.0)
     train.add_argument("--max-steps", type=int, default=0, help="batches per epoch at most (a smoke test)")
     train.add_argument("--log", type=Path, default=None, help="append one line per epoch and stage here")
     train.set_defaults(handler=run_train)
@@ -182,6 +190,9 @@ def run_train(args: argparse.Namespace) -> int:
         post_class_weights=args.post_class_weights,
         post_loss_weight=args.sentiment_loss_weight,
         target_loss_weight=args.sentiment_loss_weight,
+        teacher=str(args.teacher) if args.teacher else None,
+        distill_weight=args.distill_weight,
+        distill_temperature=args.distill_temperature,
     )
     out: Path = args.out
     work = args.work or out.with_name(out.name + ".work")

@@ -87,6 +87,26 @@ class Example:
     """Target sentiment label id per token (``IGNORE`` outside target spans); ``None``: no targets."""
     target_spans: tuple[tuple[int, int, int], ...] = ()
     """Each target as ``(first token, end token, label id)``, token indices into ``input_ids``."""
+    teacher_logits: np.ndarray | None = field(default=None, repr=False)
+    """A teacher's tag logits ``[tokens, tags]`` for distillation (``stream_ner.offline.distill``)."""
+
+
+def input_arrays(batch: list[Example], pad_id: int) -> dict[str, np.ndarray]:
+    """The model inputs of a batch, padded to its longest example.
+
+    ``input_ids``, ``attention_mask``, ``token_type_ids`` and ``shape_ids``, each ``[batch, width]`` int64.
+    """
+    width = max(len(ex.input_ids) for ex in batch)
+    ids = np.full((len(batch), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(batch), width), dtype=np.int64)
+    shapes = np.zeros((len(batch), width), dtype=np.int64)
+    for row, ex in enumerate(batch):
+        n = len(ex.input_ids)
+        ids[row, :n] = ex.input_ids
+        mask[row, :n] = 1
+        shapes[row, :n] = ex.shape_ids
+    zeros = np.zeros_like(ids)
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": zeros, "shape_ids": shapes}
 
 
 def data_dir(path: str | Path | None) -> Path:

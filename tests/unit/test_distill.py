@@ -1,0 +1,104 @@
+"""Distillation: the loss pulls the student toward the teacher, and the teacher's logits line up with
+the student's tokens, whatever the batch, from the cache as from the graph."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from stream_ner.model.runtime import DEFAULT_PATH
+from stream_ner.model.windows import WindowTokenizer
+from stream_ner.offline.data import ID2LABEL, Example, Record, build_examples
+from stream_ner.offline.distill import attach_teacher, distill_loss, run_teacher, teacher_id, teacher_session
+from stream_ner.offline.training import collate, multitask_loss
+
+TEXTS = [
+    "Loving the new @Nike store in Berlin",
+    "Apple and Samsung both shipped phones today, Tim Cook says the iPhone 16 sells out",
+    "ugh",
+    "Went to Starbucks with Sarah before the Lakers game at Crypto.com Arena #NBA",
+]
+
+
+class NoSession:
+    """Stands for a teacher that must not run: the logits have to come from the cache."""
+
+    def get_inputs(self) -> list:
+        raise LookupError("the teacher ran: the cache was not used")
+
+
+@pytest.fixture(scope="module")
+def examples() -> list[Example]:
+    tok = WindowTokenizer.from_file(DEFAULT_PATH / "tokenizer.json", with_shapes=True)
+    records = [Record(str(i), text, (), "wnut17/train") for i, text in enumerate(TEXTS)]
+    return build_examples(records, tok, max_length=128)
+
+
+def test_distill_loss_is_zero_at_the_teacher_and_pulls_toward_it() -> None:
+    torch.manual_seed(0)
+    teacher = torch.randn(2, 5, len(ID2LABEL))
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    assert float(distill_loss(teacher.clone(), teacher, mask, 2.0)) == pytest.approx(0.0, abs=1e-6)
+    student = torch.zeros_like(teacher, requires_grad=True)
+    loss = distill_loss(student, teacher, mask, 2.0)
+    assert loss.item() > 0.1
+    loss.backward()
+    assert student.grad is not None
+    assert torch.all(student.grad[0, 3:] == 0), "padding is out of the loss"
+    stepped = (student - 5.0 * student.grad).detach()
+    moved = distill_loss(stepped, teacher, mask, 2.0).item()
+    assert moved < loss.item(), "a gradient step moves toward the teacher"
+
+
+def test_padding_does_not_change_the_loss() -> None:
+    torch.manual_seed(1)
+    teacher, student = torch.randn(1, 3, len(ID2LABEL)), torch.randn(1, 3, len(ID2LABEL))
+    padded_t = torch.cat([teacher, torch.randn(1, 4, len(ID2LABEL))], dim=1)
+    padded_s = torch.cat([student, torch.randn(1, 4, len(ID2LABEL))], dim=1)
+    mask = torch.tensor([[True] * 3 + [False] * 4])
+    assert torch.allclose(
+        distill_loss(student, teacher, torch.ones(1, 3, dtype=torch.bool), 1.0),
+        distill_loss(padded_s, padded_t, mask, 1.0),
+    )
+
+
+def test_teacher_logits_line_up_with_tokens_in_any_batch_and_survive_the_cache(
+    examples: list[Example], tmp_path: Path
+) -> None:
+    teacher = DEFAULT_PATH
+    session = teacher_session(teacher, threads=1)
+    together = run_teacher(session, examples, pad_id=0)
+    for ex, logits in zip(examples, together, strict=True):
+        assert logits.shape == (len(ex.input_ids), len(ID2LABEL))
+        (alone,) = run_teacher(session, [ex], pad_id=0)
+        np.testing.assert_allclose(alone.astype(np.float32), logits.astype(np.float32), atol=2e-2)
+    cache = tmp_path / "teacher.npz"
+    attach_teacher(session, examples, 0, cache, teacher_id(teacher))
+    assert cache.is_file()
+    fields = [f for f in Example.__slots__ if f != "teacher_logits"]
+    fresh = [Example(**{f: getattr(ex, f) for f in fields}) for ex in examples]
+    attach_teacher(NoSession(), fresh, 0, cache, teacher_id(teacher))
+    for ex, again in zip(examples, fresh, strict=True):
+        assert again.teacher_logits is not None
+        np.testing.assert_array_equal(ex.teacher_logits, again.teacher_logits)
+    with pytest.raises(LookupError):
+        attach_teacher(NoSession(), fresh, 0, cache, "another teacher")  # not another teacher's logits
+
+
+def test_a_batch_with_teacher_logits_adds_the_distillation_loss(
+    examples: list[Example], tmp_path: Path
+) -> None:
+    session = teacher_session(DEFAULT_PATH, threads=1)
+    attach_teacher(session, examples, 0, tmp_path / "t.npz", "t")
+    batch = collate(examples, ["input_ids", "attention_mask", "token_type_ids", "shape_ids"], pad_id=0)
+    assert batch["teacher"].shape[:2] == batch["labels"].shape
+    student = batch["teacher"].float().clone().requires_grad_(True)
+    _, parts = multitask_loss(student, batch, distill=(1.0, 2.0))
+    assert parts["distill"] == pytest.approx(0.0, abs=1e-4), "the teacher's own logits cost nothing"
+    _, parts = multitask_loss(torch.zeros_like(student), batch, distill=(1.0, 2.0))
+    assert parts["distill"] > 0.1
+    _, parts = multitask_loss(torch.zeros_like(student), batch)
+    assert "distill" not in parts, "no teacher configured, no distillation"
