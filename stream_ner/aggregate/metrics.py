@@ -25,6 +25,7 @@ class AggregateMetrics:
     panes: Gauge
     assigned: Gauge
     skipped: Counter
+    gaps: Counter
 
     @classmethod
     def create(cls) -> AggregateMetrics:
@@ -83,6 +84,12 @@ class AggregateMetrics:
                 "Input records of a partition this process did not hold when they arrived, by stage; "
                 "left to the partition's holder, never counted here.",
                 ["stage"],
+                registry=r,
+            ),
+            gaps=Counter(
+                f"{p}offset_gaps",
+                "By-brand records that arrived after a gap in their partition's offsets (records missed "
+                "or out of order: never expected, alert on any).",
                 registry=r,
             ),
         )

@@ -23,7 +23,10 @@ out in the order deltas of authors, finals, panes, high-water marks, clock, all 
 partition, which Kafka keeps in order; after a crash the state is restored to a *prefix* of the writes and
 the input replayed from the last committed offset (faust flushes the producer before committing).
 
-1. A record at or below ``Clock.offset`` is wholly applied: skipped.
+1. A record at or below ``Clock.offset`` is wholly applied: skipped. The by-brand topic is written without
+   transactions and read in order, so its offsets are contiguous: a record applied after a gap (not at
+   ``Clock.offset + 1``) means records were missed or delivered out of order, which rule 1 cannot repair;
+   it is reported (``Applied.gaps``), never expected.
 2. A pane whose ``offset`` is at least the record's already holds it: its counts are not touched again
    (unless the offset is the record's own, set by its earlier mentions in this very call). Panes are
    written after the authors and finals of their batch, so a durable pane implies those are.
@@ -188,6 +191,8 @@ class Applied:
     replayed: int = 0
     late: int = 0
     late_windows: Counter[str] = field(default_factory=Counter)
+    gaps: list[tuple[int, int]] = field(default_factory=list)
+    """``(expected, got)`` offsets where a record did not follow the last one applied (rule 1)."""
 
 
 class PaneState:
@@ -222,6 +227,8 @@ class PaneState:
             if offset <= self.clock.offset:  # 1.
                 done.replayed += len(mentions)
                 continue
+            if self.clock.offset >= 0 and offset != self.clock.offset + 1:
+                done.gaps.append((self.clock.offset + 1, offset))
             applied_any = True
             for mention in mentions:
                 mark = (mention.brand, mention.source)

@@ -126,6 +126,15 @@ class Stages:
             m.mentions.labels("late").inc(done.late)
             for window, n in done.late_windows.items():
                 m.late.labels(window).inc(n)
+            for expected, got in done.gaps:
+                m.gaps.inc()
+                log.error(
+                    "by-brand partition %d: offset %d applied where %d was next: records missed or out of "
+                    "order, counts may be off",
+                    partition,
+                    got,
+                    expected,
+                )
             if state.clock.time_ms is not None:
                 m.stream_time.labels(str(partition)).set(state.clock.time_ms / 1000)
             keys = [(partition, w) for w in done.changed]

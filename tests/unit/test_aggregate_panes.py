@@ -88,6 +88,15 @@ def test_a_mention_replayed_from_the_same_entities_position_counts_once():
     assert state.record(("1m", T0, "nike"))["posts"] == 1
 
 
+def test_a_record_after_a_gap_in_the_offsets_is_reported():
+    state = PaneState(0, SETTINGS)
+    records = records_of([mention(f"p{i}", "nike", i, source_offset=i) for i in range(4)])
+    assert state.apply(records[:2]).gaps == []
+    assert state.apply([records[3]]).gaps == [(2, 3)], "offset 2 was never applied"
+    assert state.apply([records[2]]).gaps == [], "below the clock: rule 1 skips it, no new gap"
+    assert state.record(("1m", T0, "nike"))["posts"] == 3
+
+
 def test_late_mentions_count_within_grace_and_closed_windows_are_frozen():
     state = PaneState(0, SETTINGS)
     stream = [
@@ -250,7 +259,7 @@ def test_a_crash_anywhere_then_replay_from_the_last_commit_ends_exact(seed):
     durable = log[: rng.randint(committed_writes, len(log))]  # a prefix survives, at least to the commit
     restored = PaneState.restore(0, SETTINGS, replay_log(durable).items())
     for batch in batches(records[committed_offset:], random.Random(seed + 3)):
-        restored.apply(batch)
+        assert restored.apply(batch).gaps == [], "a replay from the commit continues where the state ends"
     assert outputs(restored) == expected
 
 
