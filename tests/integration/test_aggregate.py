@@ -145,12 +145,19 @@ def start_aggregator(
     return Aggregator(proc, port, log_path)
 
 
+GAP_LINE = "records missed or out of order"
+"""What an aggregator logs on a by-brand record applied after a gap in the offsets (``panes``, rule 1)."""
+
+
 @pytest.fixture
 def aggregators():
     started: list[Aggregator] = []
     yield started
     for aggregator in started:
         aggregator.stop()
+    for path in {a.log_path for a in started}:
+        lines = [line for line in path.read_text(errors="replace").splitlines() if GAP_LINE in line]
+        assert not lines, f"an aggregator read its input out of order: {lines[:3]}"
 
 
 Tone = tuple[str, float]
