@@ -40,6 +40,7 @@ from stream_ner.aggregate.stages import Stages
 from stream_ner.aggregate.topic_sink import TopicSink
 from stream_ner.errors import ConfigError, KafkaUnavailable
 from stream_ner.settings import KafkaSettings, Settings
+from stream_ner.topics import TopicSpec
 
 log = logging.getLogger(__name__)
 
@@ -110,35 +111,62 @@ def source_partitions(settings: Settings) -> int:
     return len(found.partitions)
 
 
-def ensure_internal_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
-    """Create the by-brand and changelog topics before faust starts, and wait for their leaders.
+CHANGELOG_CONFIG = {
+    "cleanup.policy": "compact",
+    "segment.ms": "60000",
+    "min.cleanable.dirty.ratio": "0.1",
+    "delete.retention.ms": "600000",
+}
+"""Topic configs of the changelogs. Every batch rewrites the values it changed, and Kafka compacts only
+closed segments: with the broker's default segment (7 days or 1 GiB) nothing is ever compacted, and a
+restart reads back every write since the app began, so restores grow with uptime. A segment rolled each
+minute and cleaned once a tenth of it is stale bound the read-back to about the live keys plus a few
+minutes of writes; tombstones stay 10 minutes, far longer than any restore takes to read past them."""
 
-    faust creates internal topics itself, but subscribes before a new topic reaches the cluster metadata
-    it reads and may then ignore it for good; creating them first removes that race.
-    """
-    from confluent_kafka import KafkaError, KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic
 
-    from stream_ner.topics import wait_for_leaders
-
+def internal_topics(settings: Settings, sources: int) -> list[TopicSpec]:
+    """The by-brand topic and both changelogs, as topic specs (``stream_ner.topics``)."""
     conf = settings.aggregate
     replication = replication_factor(settings)
-    sources = source_partitions(settings)
-    wanted = {
-        f"{conf.app_id}-by-brand": (conf.partitions, {"cleanup.policy": "delete"}),
-        f"{conf.app_id}-state-changelog": (conf.partitions, {"cleanup.policy": "compact"}),
-        f"{conf.app_id}-posts-changelog": (sources, {"cleanup.policy": "compact"}),
-    }
+    return [
+        TopicSpec(
+            "aggregate", f"{conf.app_id}-by-brand", conf.partitions, replication, {"cleanup.policy": "delete"}
+        ),
+        TopicSpec(
+            "aggregate", f"{conf.app_id}-state-changelog", conf.partitions, replication, CHANGELOG_CONFIG
+        ),
+        TopicSpec("aggregate", f"{conf.app_id}-posts-changelog", sources, replication, CHANGELOG_CONFIG),
+    ]
+
+
+def ensure_internal_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
+    """Create the internal topics before faust starts, set their configs, and wait for their leaders.
+
+    faust creates internal topics itself, but subscribes before a new topic reaches the cluster metadata
+    it reads and may then ignore it for good; creating them first removes that race. Configs that differ
+    (an app created by an earlier version) are set; a by-brand partition count other than
+    ``aggregate.partitions`` is a ``ConfigError``, since brands would hash to other partitions than their
+    state's. Returns the topic names.
+    """
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    from stream_ner.topics import apply, check
+
+    specs = internal_topics(settings, source_partitions(settings))
     admin = AdminClient(settings.kafka.librdkafka())
-    new = [NewTopic(name, n, replication, config=cfg) for name, (n, cfg) in wanted.items()]
-    for name, future in admin.create_topics(new, operation_timeout=timeout).items():
-        try:
-            future.result(timeout)
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise KafkaUnavailable(f"cannot create {name}: {exc}") from exc
-    wait_for_leaders(admin, list(wanted), timeout)
-    return list(wanted)
+    try:
+        for drift in check(admin, specs[:2], timeout):
+            if drift.what == "partitions":
+                raise ConfigError(
+                    f"{drift.topic} has {drift.actual} partitions but aggregate.partitions is "
+                    f"{drift.expected}: keep the setting, or start a new app with another aggregate.app_id"
+                )
+        for line in apply(admin, specs, timeout):
+            log.info("internal topics: %s", line)
+    except KafkaException as exc:
+        raise KafkaUnavailable(f"cannot set up the aggregator's internal topics: {exc}") from exc
+    return [spec.name for spec in specs]
 
 
 def build_app(settings: Settings, metrics: AggregateMetrics) -> Any:

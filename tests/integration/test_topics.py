@@ -80,3 +80,39 @@ def test_a_replication_factor_above_the_broker_count_says_which_setting_to_chang
     with pytest.raises(ConfigError, match="STREAM_NER_TOPICS__REPLICATION_FACTOR"):
         topics.apply(admin, specs)
     assert {d.what for d in topics.check(admin, specs)} == {"existence"}  # nothing half-created
+
+
+def test_the_aggregators_internal_topics_get_compacting_changelogs_also_on_an_older_app(kafka_bootstrap):
+    from confluent_kafka.admin import NewTopic
+
+    from stream_ner.aggregate.faust_app import CHANGELOG_CONFIG, ensure_internal_topics, internal_topics
+    from stream_ner.settings import AggregateSettings, KafkaSettings
+
+    base = _settings()
+    settings = base.model_copy(
+        update={
+            "kafka": KafkaSettings(bootstrap_servers=kafka_bootstrap),
+            "aggregate": AggregateSettings(
+                app_id=f"{base.topics.entities}-agg", partitions=3, replication_factor=1
+            ),
+        }
+    )
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    for future in admin.create_topics([NewTopic(settings.topics.entities, 2, 1)]).values():
+        future.result(15)
+    # an app created by an earlier version: its state changelog has the broker's default segments
+    specs = internal_topics(settings, 2)
+    state = specs[1]
+    old = NewTopic(state.name, 3, 1, config={"cleanup.policy": "compact"})
+    for future in admin.create_topics([old]).values():
+        future.result(15)
+
+    names = ensure_internal_topics(settings)
+    assert names == [s.name for s in specs]
+    assert [s.partitions for s in specs] == [3, 3, 2], "one posts-changelog partition per entities partition"
+    assert _eventually(lambda: topics.check(admin, specs) == []), topics.check(admin, specs)
+    assert state.config == CHANGELOG_CONFIG
+
+    more = settings.model_copy(update={"aggregate": settings.aggregate.model_copy(update={"partitions": 6})})
+    with pytest.raises(ConfigError, match="aggregate.partitions is 6"):
+        ensure_internal_topics(more)
