@@ -95,6 +95,12 @@ def register(group: argparse._SubParsersAction) -> None:
         default=None,
         help="an NER artifact directory whose tag logits every batch is distilled toward",
     )
+    train.add_argument(
+        "--layers",
+        type=int,
+        default=0,
+        help="transformer layers of the model to train, evenly spaced from the encoder's (0: all)",
+    )
     train.add_argument("--distill-weight", type=float, default=1.0, help="weight of the distillation loss")
     train.add_argument("--distill-temperature", type=float, default=2.0)
     train.add_argument("--max-steps", type=int, default=0, help="batches per epoch at most (a smoke test)")
@@ -190,6 +196,7 @@ def run_train(args: argparse.Namespace) -> int:
         post_class_weights=args.post_class_weights,
         post_loss_weight=args.sentiment_loss_weight,
         target_loss_weight=args.sentiment_loss_weight,
+        layers=args.layers,
         teacher=str(args.teacher) if args.teacher else None,
         distill_weight=args.distill_weight,
         distill_temperature=args.distill_temperature,

@@ -68,6 +68,19 @@ class Record:
     source: str
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class TeacherOutputs:
+    """A teacher's logits on one post (float16).
+
+    Tags ``[tokens, tags]`` and, from a teacher with sentiment heads, post ``[3]`` and target
+    ``[tokens, 3]`` sentiment.
+    """
+
+    tags: np.ndarray
+    post: np.ndarray | None = None
+    target: np.ndarray | None = None
+
+
 @dataclass(slots=True, eq=False)
 class Example:
     """One post ready for the model: token arrays (specials included) and its loss masks."""
@@ -87,8 +100,8 @@ class Example:
     """Target sentiment label id per token (``IGNORE`` outside target spans); ``None``: no targets."""
     target_spans: tuple[tuple[int, int, int], ...] = ()
     """Each target as ``(first token, end token, label id)``, token indices into ``input_ids``."""
-    teacher_logits: np.ndarray | None = field(default=None, repr=False)
-    """A teacher's tag logits ``[tokens, tags]`` for distillation (``stream_ner.offline.distill``)."""
+    teacher: TeacherOutputs | None = field(default=None, repr=False)
+    """A teacher's outputs on this post, for distillation (``stream_ner.offline.distill``)."""
 
 
 def input_arrays(batch: list[Example], pad_id: int) -> dict[str, np.ndarray]:

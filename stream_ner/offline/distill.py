@@ -1,10 +1,12 @@
-"""Knowledge distillation of the tag head: a teacher artifact's tag logits as soft targets.
+"""Knowledge distillation: a teacher artifact's outputs as soft targets for every training post.
 
 Training the sentiment heads moves the shared encoder away from what the tagger needs. With a teacher
-(an exported NER artifact, run through its fp32 graph), every batch, whatever its corpus, also pays
-the KL divergence between the teacher's and the student's tag distributions on its real tokens, so
-the tagger keeps what the teacher knows while the encoder learns sentiment; the same loss trains a
-smaller student from a larger teacher.
+(an exported artifact, run through its fp32 graph), every batch, whatever its corpus, also pays the KL
+divergence between the teacher's and the student's tag distributions on its real tokens, so the tagger
+keeps what the teacher knows while the encoder learns sentiment. When the teacher has sentiment heads
+and the student too, the post and per-token target sentiment distributions are distilled the same way:
+that is how a smaller student (fewer layers) learns all three heads from a larger teacher, on every
+TweetEval text rather than only the labelled ones a batch draws.
 
 The teacher sees exactly the student's inputs (same tokenizer, same shape ids), so its logits line up
 token for token. They are computed once per run and cached in the work directory (float16).
@@ -20,9 +22,10 @@ from typing import Any
 import numpy as np
 
 from stream_ner.errors import ConfigError
-from stream_ner.offline.data import ID2LABEL, Example, input_arrays
+from stream_ner.offline.data import ID2LABEL, Example, TeacherOutputs, input_arrays
 
 TEACHER_GRAPH = "model.fp32.onnx"
+SENTIMENT_OUTPUTS = ("post_sentiment", "target_sentiment")
 
 
 def teacher_session(teacher: Path, threads: int) -> Any:
@@ -51,17 +54,25 @@ def run_teacher(
     pad_id: int,
     batch_size: int = 64,
     advance: Callable[[int], None] | None = None,
-) -> list[np.ndarray]:
-    """The teacher's tag logits ``[tokens, tags]`` (float16) of each example, in order."""
+) -> list[TeacherOutputs]:
+    """The teacher's outputs on each example, in order (sentiment too when its graph has the heads)."""
     names = [i.name for i in session.get_inputs()]
-    out: list[np.ndarray] = [np.zeros((0, len(ID2LABEL)), np.float16)] * len(examples)
+    outputs = [o.name for o in session.get_outputs()]
+    wanted = ["logits"] + [n for n in SENTIMENT_OUTPUTS if n in outputs]
+    out: list[TeacherOutputs] = [TeacherOutputs(np.zeros((0, len(ID2LABEL)), np.float16))] * len(examples)
     order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_ids))
     for k in range(0, len(order), batch_size):
         idx = order[k : k + batch_size]
         arrays = input_arrays([examples[i] for i in idx], pad_id)
-        (logits,) = session.run(["logits"], {n: arrays[n] for n in names})
+        results = dict(zip(wanted, session.run(wanted, {n: arrays[n] for n in names}), strict=True))
         for row, i in enumerate(idx):
-            out[i] = logits[row, : len(examples[i].input_ids)].astype(np.float16)
+            n = len(examples[i].input_ids)
+            post, target = results.get("post_sentiment"), results.get("target_sentiment")
+            out[i] = TeacherOutputs(
+                results["logits"][row, :n].astype(np.float16),
+                None if post is None else post[row].astype(np.float16),
+                None if target is None else target[row, :n].astype(np.float16),
+            )
         if advance is not None:
             advance(len(idx))
     return out
@@ -75,34 +86,43 @@ def attach_teacher(
     teacher_id: str,
     advance: Callable[[int], None] | None = None,
 ) -> None:
-    """Set ``teacher_logits`` on every example, from the teacher or from ``cache``.
+    """Set ``Example.teacher`` on every example, from the teacher or from ``cache``.
 
-    The cache is used when it holds the logits of this teacher (``teacher_id``, the digest
+    The cache is used when it holds the outputs of this teacher (``teacher_id``, the digest
     ``teacher_id()`` returns) for these examples, and written otherwise.
     """
     key = _fingerprint(examples, teacher_id)
     if cache.is_file():
         stored = np.load(cache, allow_pickle=False)
-        if str(stored["key"]) == key:
-            lengths = stored["lengths"]
-            rows = np.split(stored["logits"], np.cumsum(lengths)[:-1])
-            for ex, row in zip(examples, rows, strict=True):
-                ex.teacher_logits = row
+        if "tags" in stored and str(stored["key"]) == key:
+            cuts = np.cumsum(stored["lengths"])[:-1]
+            tags = np.split(stored["tags"], cuts)
+            posts = stored["post"] if "post" in stored else [None] * len(examples)
+            targets = np.split(stored["target"], cuts) if "target" in stored else [None] * len(examples)
+            for ex, *row in zip(examples, tags, posts, targets, strict=True):
+                ex.teacher = TeacherOutputs(*row)
             if advance is not None:
                 advance(len(examples))
             return
-    logits = run_teacher(session, examples, pad_id, advance=advance)
-    for ex, row in zip(examples, logits, strict=True):
-        ex.teacher_logits = row
+    found = run_teacher(session, examples, pad_id, advance=advance)
+    for ex, outputs in zip(examples, found, strict=True):
+        ex.teacher = outputs
+    arrays: dict[str, np.ndarray] = {
+        "key": np.array(key),
+        "lengths": np.array([len(t.tags) for t in found], dtype=np.int64),
+        "tags": _stack([t.tags for t in found], len(ID2LABEL)),
+    }
+    if found and found[0].post is not None:
+        arrays["post"] = np.stack([t.post for t in found if t.post is not None])
+        arrays["target"] = _stack([t.target for t in found if t.target is not None], 3)
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(".tmp.npz")
-    np.savez(
-        tmp,
-        key=np.array(key),
-        lengths=np.array([len(x) for x in logits], dtype=np.int64),
-        logits=np.concatenate(logits) if logits else np.zeros((0, len(ID2LABEL)), np.float16),
-    )
+    np.savez(tmp, **arrays)  # type: ignore[arg-type]
     tmp.replace(cache)
+
+
+def _stack(rows: list[np.ndarray], width: int) -> np.ndarray:
+    return np.concatenate(rows) if rows else np.zeros((0, width), np.float16)
 
 
 def distill_loss(student: Any, teacher: Any, token_mask: Any, temperature: float) -> Any:

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from stream_ner.errors import ConfigError
 from stream_ner.model.features import SHAPE_CLASSES
 
 SHAPE_EMBEDDING = "shape_embedding.pt"
@@ -124,10 +125,12 @@ def new_classifier(
     with_shapes: bool,
     dropout: float = 0.1,
     sentiment: bool = False,
+    layers: int = 0,
 ) -> ShapeTokenClassifier:
     """A fresh token classifier on a pretrained encoder (new heads).
 
-    With or without a shape embedding and sentiment heads.
+    With or without a shape embedding and sentiment heads. ``layers`` > 0 keeps that many of the
+    encoder's transformer layers (``keep_layers``): a smaller student to distil into.
     """
     _offline()
     from transformers import AutoModelForTokenClassification
@@ -140,12 +143,33 @@ def new_classifier(
         classifier_dropout=dropout,
         attn_implementation="eager",
     )
+    if layers:
+        keep_layers(model, layers)
     shapes = None
     if with_shapes:
         shapes = nn.Embedding(len(SHAPE_CLASSES), model.config.hidden_size)
         nn.init.zeros_(shapes.weight)
     heads = SentimentHeads(model.config.hidden_size, dropout) if sentiment else None
     return ShapeTokenClassifier(model, shapes, _uses_token_types(model), heads)
+
+
+def keep_layers(model: Any, count: int) -> list[int]:
+    """Keep ``count`` of a BERT-style encoder's layers, evenly spaced, first and last included.
+
+    The layers keep their pretrained weights and order (6 -> 3 keeps 0, 2, 5); the config is updated so
+    the checkpoint saves and loads as a ``count``-layer model. Returns the kept indices. A
+    ``ConfigError`` for a count outside 1..layers.
+    """
+    import numpy as np
+
+    encoder = model.base_model.encoder
+    total = len(encoder.layer)
+    if not 1 <= count <= total:
+        raise ConfigError(f"cannot keep {count} of the encoder's {total} layers")
+    kept = sorted({int(i) for i in np.linspace(0, total - 1, count).round()})
+    encoder.layer = nn.ModuleList([encoder.layer[i] for i in kept])
+    model.config.num_hidden_layers = len(kept)
+    return kept
 
 
 def load_classifier(src: str | Path, *, dropout: float = 0.0) -> ShapeTokenClassifier:

@@ -47,6 +47,7 @@ from stream_ner.offline.data import (
     ID2LABEL,
     IGNORE,
     Example,
+    TeacherOutputs,
     build_examples,
     describe,
     input_arrays,
@@ -93,6 +94,8 @@ class TrainConfig:
     post_loss_weight: float = 1.0
     target_loss_weight: float = 1.0
     recase_targets: bool = True
+    layers: int = 0
+    """Transformer layers of the student (0: all the encoder's; fewer: ``modeling.keep_layers``)."""
     teacher: str | None = None
     """An exported NER artifact whose tag logits every batch is distilled toward (None: no teacher)."""
     distill_weight: float = 1.0
@@ -203,11 +206,31 @@ def collate(batch: list[Example], input_names: list[str], pad_id: int) -> dict[s
         "target_labels": torch.from_numpy(targets),
         "token_mask": torch.from_numpy(arrays["attention_mask"].astype(bool)),
     }
-    if all(ex.teacher_logits is not None for ex in batch):
-        teacher = np.zeros((len(batch), width, len(ID2LABEL)), dtype=np.float16)
-        for row, ex in enumerate(batch):
-            teacher[row, : len(ex.input_ids)] = ex.teacher_logits
-        out["teacher"] = torch.from_numpy(teacher)
+    teachers = [ex.teacher for ex in batch]
+    if all(t is not None for t in teachers):
+        out |= _teacher_tensors([t for t in teachers if t is not None], width)
+    return out
+
+
+def _teacher_tensors(teachers: list[TeacherOutputs], width: int) -> dict[str, Any]:
+    """A batch's teacher outputs as zero-padded tensors.
+
+    ``teacher`` ``[batch, width, tags]`` and, when every teacher output has them, ``teacher_post``
+    ``[batch, 3]`` and ``teacher_target`` ``[batch, width, 3]``.
+    """
+    import torch
+
+    tags = np.zeros((len(teachers), width, len(ID2LABEL)), dtype=np.float16)
+    for row, t in enumerate(teachers):
+        tags[row, : len(t.tags)] = t.tags
+    out = {"teacher": torch.from_numpy(tags)}
+    if all(t.post is not None and t.target is not None for t in teachers):
+        target = np.zeros((len(teachers), width, 3), dtype=np.float16)
+        for row, t in enumerate(teachers):
+            assert t.target is not None
+            target[row, : len(t.target)] = t.target
+        out["teacher_post"] = torch.from_numpy(np.stack([t.post for t in teachers if t.post is not None]))
+        out["teacher_target"] = torch.from_numpy(target)
     return out
 
 
@@ -239,8 +262,9 @@ def multitask_loss(
     """The training loss and each of its parts' values.
 
     The sum of the tag loss, the weighted post and target sentiment losses and, with ``distill``
-    ``(weight, temperature)`` and a batch that has teacher logits, the weighted distillation loss
-    (``stream_ner.offline.distill.distill_loss``).
+    ``(weight, temperature)`` and a batch that has teacher logits, the weighted distillation losses
+    (``stream_ner.offline.distill.distill_loss``) of the tags and, when both the teacher and the student
+    have them, of the post and target sentiment.
 
     ``outputs`` is the classifier's tuple ``(logits, post, target)``, or the logits alone (tags only).
     Each supervised loss is a mean over the items of the batch its task labels, and 0 when there are
@@ -258,9 +282,17 @@ def multitask_loss(
         total = total + weights[0] * post_loss + weights[1] * target_loss
         parts |= {"post": post_loss.item(), "target": target_loss.item()}
     if distill is not None and "teacher" in batch:
-        kd = distill_loss(logits, batch["teacher"], batch["token_mask"], distill[1])
-        total = total + distill[0] * kd
+        weight, temperature = distill
+        kd = distill_loss(logits, batch["teacher"], batch["token_mask"], temperature)
         parts["distill"] = kd.item()
+        if isinstance(outputs, tuple) and "teacher_post" in batch:
+            _, post, target = outputs
+            rows = batch["token_mask"][:, :1]  # every post: one "token" each
+            kd_post = distill_loss(post[:, None], batch["teacher_post"][:, None], rows, temperature)
+            kd_target = distill_loss(target, batch["teacher_target"], batch["token_mask"], temperature)
+            kd = kd + kd_post + kd_target
+            parts |= {"distill_post": kd_post.item(), "distill_target": kd_target.item()}
+        total = total + weight * kd
     return total, {k: float(v) for k, v in parts.items()}
 
 
@@ -469,6 +501,7 @@ def train(
             with_shapes=config.shapes,
             dropout=config.dropout,
             sentiment=config.sentiment,
+            layers=config.layers,
         )
     head_prefixes = ("model.classifier", "shape_embedding", "sentiment.")
     head = [p for n, p in classifier.named_parameters() if n.startswith(head_prefixes)]

@@ -14,6 +14,7 @@ from stream_ner.model.windows import WindowTokenizer
 from stream_ner.offline.data import ID2LABEL, Example, Record, build_examples
 from stream_ner.offline.distill import attach_teacher, distill_loss, run_teacher, teacher_id, teacher_session
 from stream_ner.offline.training import collate, multitask_loss
+from tests.unit.test_sentiment import build_sentiment_artifact
 
 TEXTS = [
     "Loving the new @Nike store in Berlin",
@@ -71,19 +72,20 @@ def test_teacher_logits_line_up_with_tokens_in_any_batch_and_survive_the_cache(
     teacher = DEFAULT_PATH
     session = teacher_session(teacher, threads=1)
     together = run_teacher(session, examples, pad_id=0)
-    for ex, logits in zip(examples, together, strict=True):
-        assert logits.shape == (len(ex.input_ids), len(ID2LABEL))
+    for ex, outputs in zip(examples, together, strict=True):
+        assert outputs.tags.shape == (len(ex.input_ids), len(ID2LABEL))
+        assert outputs.post is None and outputs.target is None, "an NER-only teacher"
         (alone,) = run_teacher(session, [ex], pad_id=0)
-        np.testing.assert_allclose(alone.astype(np.float32), logits.astype(np.float32), atol=2e-2)
+        np.testing.assert_allclose(alone.tags.astype(np.float32), outputs.tags.astype(np.float32), atol=2e-2)
     cache = tmp_path / "teacher.npz"
     attach_teacher(session, examples, 0, cache, teacher_id(teacher))
     assert cache.is_file()
-    fields = [f for f in Example.__slots__ if f != "teacher_logits"]
+    fields = [f for f in Example.__slots__ if f != "teacher"]
     fresh = [Example(**{f: getattr(ex, f) for f in fields}) for ex in examples]
     attach_teacher(NoSession(), fresh, 0, cache, teacher_id(teacher))
     for ex, again in zip(examples, fresh, strict=True):
-        assert again.teacher_logits is not None
-        np.testing.assert_array_equal(ex.teacher_logits, again.teacher_logits)
+        assert again.teacher is not None and ex.teacher is not None
+        np.testing.assert_array_equal(ex.teacher.tags, again.teacher.tags)
     with pytest.raises(LookupError):
         attach_teacher(NoSession(), fresh, 0, cache, "another teacher")  # not another teacher's logits
 
@@ -102,3 +104,31 @@ def test_a_batch_with_teacher_logits_adds_the_distillation_loss(
     assert parts["distill"] > 0.1
     _, parts = multitask_loss(torch.zeros_like(student), batch)
     assert "distill" not in parts, "no teacher configured, no distillation"
+
+
+def test_a_teacher_with_sentiment_heads_teaches_them_too(examples: list[Example], tmp_path: Path) -> None:
+    teacher = build_sentiment_artifact(tmp_path / "teacher")
+    session = teacher_session(teacher, threads=1)
+    cache = tmp_path / "t.npz"
+    attach_teacher(session, examples, 0, cache, teacher_id(teacher))
+    fields = [f for f in Example.__slots__ if f != "teacher"]
+    fresh = [Example(**{f: getattr(ex, f) for f in fields}) for ex in examples]
+    attach_teacher(NoSession(), fresh, 0, cache, teacher_id(teacher))
+    for ex, again in zip(examples, fresh, strict=True):
+        assert ex.teacher is not None and again.teacher is not None
+        assert ex.teacher.post is not None and ex.teacher.post.shape == (3,)
+        assert ex.teacher.target is not None and ex.teacher.target.shape == (len(ex.input_ids), 3)
+        np.testing.assert_array_equal(ex.teacher.target, again.teacher.target)
+        np.testing.assert_array_equal(ex.teacher.post, again.teacher.post)
+
+    batch = collate(examples, ["input_ids", "attention_mask", "token_type_ids", "shape_ids"], pad_id=0)
+    tags = batch["teacher"].float()
+    post, target = batch["teacher_post"].float(), batch["teacher_target"].float()
+    _, parts = multitask_loss((tags, post, target), batch, distill=(1.0, 2.0))
+    assert max(parts["distill"], parts["distill_post"], parts["distill_target"]) == pytest.approx(
+        0.0, abs=1e-4
+    )
+    _, parts = multitask_loss((tags, post, torch.zeros_like(target)), batch, distill=(1.0, 2.0))
+    assert parts["distill_target"] > 0.01 and parts["distill_post"] == pytest.approx(0.0, abs=1e-4)
+    _, parts = multitask_loss(tags, batch, distill=(1.0, 2.0))
+    assert "distill_post" not in parts, "a student without sentiment heads distils the tags only"
