@@ -8,9 +8,9 @@ For one text the steps are:
 2. ``aggregate_words``: softmax, then one probability vector per pre-tokenizer word from its subword
    tokens: ``first`` (the first subword's), ``average`` (the mean over subwords) or ``max`` (the subword
    whose best label is the most probable).
-3. ``decode_tags``: each word's tag is its most probable label; BIO or BIOES turns tags into word runs.
-   An ``I-``/``E-`` that does not continue an open entity of the same label starts a new one; a label
-   change or ``O`` ends the open one.
+3. ``best_valid_tags``: each word's tag is its most probable label, unless that leaves an ``I-``/``E-``
+   continuing no entity of its type; then the most probable sequence without one (Viterbi). Then
+   ``decode_tags``: BIO or BIOES turns tags into word runs; a label change or ``O`` ends the open one.
 4. ``compounds.join_units``: a hyphenated compound (``Coca-Cola``) and a cashtag (``$TSLA``) are cut into
    several words by the pre-tokenizer; a run touching one grows to take it whole, runs that then overlap
    become one, and an upper-case cashtag the model left untagged is an ORG mention (rules in
@@ -51,6 +51,10 @@ class TagSet:
     types: tuple[str, ...]
     outside: np.ndarray
     """Boolean mask of the ``O`` label ids."""
+    transitions: np.ndarray
+    """``[labels, labels]``: whether label ``b`` may follow label ``a`` in the scheme."""
+    starts: np.ndarray
+    """Labels a text may begin with (no ``I-``/``E-``)."""
 
     @classmethod
     def parse(cls, id2label: list[str], scheme: str) -> TagSet:
@@ -68,7 +72,15 @@ class TagSet:
             types.append(kind)
         if "O" not in prefixes:
             raise ValueError("the label map has no 'O' label")
-        return cls(tuple(prefixes), tuple(types), np.asarray([p == "O" for p in prefixes]))
+        n = len(prefixes)
+        inside = np.asarray([p in ("I", "E") for p in prefixes])
+        transitions = np.ones((n, n), dtype=bool)
+        for a in range(n):
+            for b in np.flatnonzero(inside).tolist():
+                transitions[a, b] = prefixes[a] in ("B", "I") and types[a] == types[b]
+        return cls(
+            tuple(prefixes), tuple(types), np.asarray([p == "O" for p in prefixes]), transitions, ~inside
+        )
 
 
 def merge_windows(n_tokens: int, spans: list[tuple[int, int]], logits: list[np.ndarray]) -> np.ndarray:
@@ -123,6 +135,35 @@ def aggregate_words(probs: np.ndarray, starts: np.ndarray, strategy: str) -> np.
         first_of_word = order[np.searchsorted(words[order], np.arange(len(starts)))]
         return probs[first_of_word]
     raise ValueError(f"unknown aggregation {strategy!r}; expected one of {AGGREGATIONS}")
+
+
+def best_valid_tags(words: np.ndarray, tagset: TagSet) -> np.ndarray:
+    """Per word, the label ids of the most probable tag sequence in which every entity has a start.
+
+    An ``I-X`` or ``E-X`` may only follow ``B-X`` or ``I-X``: a model that tags a name's first word
+    ``O`` or another type and the rest ``I-X`` has to choose between a span beginning there and no
+    span, rather than have ``decode_tags`` cut or retype it. When each word's most probable label already
+    makes such a sequence (most posts) that is the answer; otherwise Viterbi over the word log
+    probabilities with those transitions forbidden (no other transition scores). A BIOES entity left
+    unclosed is still ``decode_tags``' to end.
+    """
+    tags = words.argmax(axis=-1)
+    allowed = tagset.transitions
+    if len(tags) == 0 or (tagset.starts[tags[0]] and allowed[tags[:-1], tags[1:]].all()):
+        return tags
+    scores = np.log(np.maximum(words, 1e-12))
+    forbid = np.where(allowed, 0.0, -np.inf)
+    best = np.where(tagset.starts, scores[0], -np.inf)
+    back = np.zeros(words.shape, dtype=np.int64)
+    for i in range(1, len(words)):
+        total = best[:, None] + forbid
+        back[i] = total.argmax(axis=0)
+        best = total.max(axis=0) + scores[i]
+    out = np.empty(len(words), dtype=np.int64)
+    out[-1] = int(best.argmax())
+    for i in range(len(words) - 1, 0, -1):
+        out[i - 1] = back[i, out[i]]
+    return out
 
 
 def decode_tags(tags: np.ndarray, tagset: TagSet) -> list[tuple[int, int, str]]:
@@ -187,10 +228,10 @@ def decode_text(
         return []
     starts = word_starts(word_ids)
     words = aggregate_words(softmax(logits), starts, aggregation)
-    tags = words.argmax(axis=-1)
     specials = word_ids[starts] == -1
     if specials.any():
-        tags[specials] = int(np.flatnonzero(tagset.outside)[0])
+        words[specials] = tagset.outside  # a special token's word is outside any entity
+    tags = best_valid_tags(words, tagset)
     tagged = ~tagset.outside[tags]
     if not tagged.any() and "$" not in text:  # only a cashtag can make an entity of untagged words
         return []

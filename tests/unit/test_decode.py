@@ -8,6 +8,7 @@ import pytest
 from stream_ner.model.decode import (
     TagSet,
     aggregate_words,
+    best_valid_tags,
     decode_tags,
     decode_text,
     merge_windows,
@@ -145,20 +146,45 @@ def test_decode_text_never_tags_literal_special_tokens() -> None:
     text = "[SEP] Acme"
     offsets = np.array([[0, 5], [6, 10]])
     logits = onehot(BIO, ["B-ORG", "I-ORG"])
+    logits[1, BIO.index("B-ORG")] = 6.0  # Acme: I-ORG first, B-ORG a close second, O far behind
     entities = decode_text(text, logits, offsets, np.array([-1, 1]), TagSet.parse(BIO, "BIO"), "first")
-    assert [e.text for e in entities] == ["Acme"]
+    assert [(e.text, e.label) for e in entities] == [("Acme", "ORG")]
 
 
-def test_spans_without_a_letter_or_digit_are_dropped() -> None:
-    text = "@ Nike 🔥 # 2024"
-    offsets = np.array([[0, 1], [2, 6], [7, 8], [9, 10], [11, 15]])
-    logits = onehot(BIO, ["B-PER", "B-ORG", "B-ORG", "B-ORG", "B-ORG"])
-    found = decode_text(text, logits, offsets, np.arange(5), TagSet.parse(BIO, "BIO"), "first")
-    assert [e.text for e in found] == ["Nike", "2024"]
+def probs(labels: list[str], rows: list[dict[str, float]]) -> np.ndarray:
+    """Word probabilities: each row's named labels, the rest of the mass spread over the others."""
+    out = np.zeros((len(rows), len(labels)))
+    for i, row in enumerate(rows):
+        rest = (1.0 - sum(row.values())) / (len(labels) - len(row))
+        out[i] = [row.get(label, rest) for label in labels]
+    return out
 
 
-def test_whitespace_only_span_is_dropped() -> None:
-    text = "a \u200d b"
-    offsets = np.array([[2, 3]])
-    logits = onehot(BIO, ["B-PER"])
-    assert decode_text(text, logits, offsets, np.array([0]), TagSet.parse(BIO, "BIO"), "first") == []
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        # already valid: each word's most probable label
+        ([{"B-PER": 0.9}, {"I-PER": 0.8}, {"O": 0.9}], ["B-PER", "I-PER", "O"]),
+        # I- after O: the best valid reading begins the entity there
+        ([{"O": 0.9}, {"I-ORG": 0.5, "B-ORG": 0.4}], ["O", "B-ORG"]),
+        # ... or drops it, when O is the more probable start
+        ([{"O": 0.9}, {"I-ORG": 0.5, "O": 0.4, "B-ORG": 0.05}], ["O", "O"]),
+        # a type switch inside a span: the whole span takes the better-supported type
+        (
+            [{"B-ORG": 0.5, "B-PER": 0.4}, {"I-PER": 0.9}, {"I-PER": 0.9}],
+            ["B-PER", "I-PER", "I-PER"],
+        ),
+        ([{"I-PER": 0.7, "B-PER": 0.2}], ["B-PER"]),  # a text cannot begin inside an entity
+    ],
+)
+def test_best_valid_tags_bio(rows: list[dict[str, float]], expected: list[str]) -> None:
+    tagset = TagSet.parse(BIO, "BIO")
+    assert [BIO[t] for t in best_valid_tags(probs(BIO, rows), tagset)] == expected
+
+
+def test_best_valid_tags_bioes_gives_every_entity_a_start() -> None:
+    tagset = TagSet.parse(BIOES, "BIOES")
+    rows = [{"O": 0.9}, {"E-LOC": 0.6, "S-LOC": 0.3}]  # E- after O: a one-word entity
+    assert [BIOES[t] for t in best_valid_tags(probs(BIOES, rows), tagset)] == ["O", "S-LOC"]
+    rows = [{"B-ORG": 0.6, "S-ORG": 0.3}, {"O": 0.9}]  # an unclosed B- is left to decode_tags
+    assert [BIOES[t] for t in best_valid_tags(probs(BIOES, rows), tagset)] == ["B-ORG", "O"]
