@@ -96,6 +96,13 @@ def register(group: argparse._SubParsersAction) -> None:
         help="an NER artifact directory whose tag logits every batch is distilled toward",
     )
     train.add_argument(
+        "--mention-replacement",
+        type=float,
+        default=0.0,
+        help="posts with entity names swapped for other train names of their type, added per epoch "
+        "as a share of the NER train posts (default 0: none)",
+    )
+    train.add_argument(
         "--layers",
         type=int,
         default=0,
@@ -196,6 +203,7 @@ def run_train(args: argparse.Namespace) -> int:
         post_class_weights=args.post_class_weights,
         post_loss_weight=args.sentiment_loss_weight,
         target_loss_weight=args.sentiment_loss_weight,
+        mention_replacement=args.mention_replacement,
         layers=args.layers,
         teacher=str(args.teacher) if args.teacher else None,
         distill_weight=args.distill_weight,

@@ -10,8 +10,9 @@ sets, export to an artifact.
    ``<sentiment_data>/{tweeteval,dong14}/{train,dev}.jsonl`` (``stream_ner.offline.sentiment_data``);
 2. seed everything, then train a token classifier (``stream_ner.offline.modeling``, with sentiment heads
    when asked) on the encoder with AdamW, linear warmup and decay. An epoch is every NER and Dong post
-   and a fresh sample of ``tweeteval_per_epoch`` TweetEval posts, in length-bucketed batches of one corpus
-   each, shuffled; a batch contributes only the losses its corpus labels (tags, post or target
+   and a fresh sample of ``tweeteval_per_epoch`` TweetEval posts (and, with ``mention_replacement``, of
+   NER posts with their names swapped, ``stream_ner.offline.augment``), in length-bucketed batches of one
+   corpus each, shuffled; a batch contributes only the losses its corpus labels (tags, post or target
    sentiment);
 3. after each epoch score every dev set (NER: entity-level micro-F1; TweetEval: macro-averaged recall;
    Dong: target accuracy), log the scores as a line, keep the best checkpoint (``EpochResult``:
@@ -42,11 +43,13 @@ import numpy as np
 
 from stream_ner.errors import ConfigError
 from stream_ner.evaluation import Scores, score
+from stream_ner.offline.augment import name_pool, replaced_sample
 from stream_ner.offline.data import (
     CORPORA,
     ID2LABEL,
     IGNORE,
     Example,
+    Record,
     TeacherOutputs,
     build_examples,
     describe,
@@ -94,6 +97,9 @@ class TrainConfig:
     post_loss_weight: float = 1.0
     target_loss_weight: float = 1.0
     recase_targets: bool = True
+    mention_replacement: float = 0.0
+    """Posts with their entity names swapped (``stream_ner.offline.augment``) added to each epoch, as a
+    share of the NER train posts; drawn afresh per epoch, trained on gold tags only (no teacher)."""
     layers: int = 0
     """Transformer layers of the student (0: all the encoder's; fewer: ``modeling.keep_layers``)."""
     teacher: str | None = None
@@ -443,9 +449,12 @@ def train(
 
     # 1. examples
     ner_train: list[Example] = []
+    ner_records: list[Record] = []
     dev: dict[str, list[Example]] = {}
     for name in config.datasets:
-        ner_train += build_examples(load_split(data, name, "train"), tokenizer, max_length=config.max_length)
+        records = load_split(data, name, "train")
+        ner_records += records
+        ner_train += build_examples(records, tokenizer, max_length=config.max_length)
         dev[name] = build_examples(load_split(data, name, "dev"), tokenizer, max_length=config.max_length)
     groups: dict[str, list[Example]] = {"ner": ner_train}
     post_pool: list[Example] = []
@@ -513,8 +522,10 @@ def train(
     post_weights = torch.tensor(weights, dtype=torch.float32) if weights else None
     loss_weights = (config.post_loss_weight, config.target_loss_weight)
     distill = (config.distill_weight, config.distill_temperature) if config.teacher else None
-    steps_per_epoch = sum(math.ceil(len(g) / config.batch_size) for g in groups.values()) + math.ceil(
-        per_epoch / config.batch_size
+    pool = name_pool(ner_records)
+    replaced_per_epoch = int(config.mention_replacement * len(ner_records))
+    steps_per_epoch = sum(math.ceil(len(g) / config.batch_size) for g in groups.values()) + sum(
+        math.ceil(n / config.batch_size) for n in (per_epoch, replaced_per_epoch)
     )
     if max_steps:
         steps_per_epoch = min(steps_per_epoch, max_steps)
@@ -546,6 +557,11 @@ def train(
             epoch_groups = dict(groups)
             if post_pool:
                 epoch_groups[POST_CORPUS] = rng.sample(post_pool, per_epoch)
+            if replaced_per_epoch:
+                replaced = replaced_sample(ner_records, pool, replaced_per_epoch, rng, f"mr{epoch}")
+                epoch_groups["ner-replaced"] = build_examples(
+                    replaced, tokenizer, max_length=config.max_length
+                )
             classifier.train()
             chunks = corpus_batches(epoch_groups, config.batch_size, rng)[:steps_per_epoch]
             task = progress.add_task(f"epoch {epoch}", total=len(chunks))
