@@ -51,3 +51,25 @@ def load() -> MachineLoad:
     import psutil
 
     return MachineLoad(loadavg_1m=round(os.getloadavg()[0], 2), cpu_pct=psutil.cpu_percent(0.2))
+
+
+def cpu_halves() -> tuple[set[int], set[int]]:
+    """The CPUs this process may use, split in two: the first half (at least one) and the rest."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        raise RuntimeError("pinning needs at least 2 CPUs")
+    half = len(cpus) // 2
+    return set(cpus[:half]), set(cpus[half:])
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Restrict every thread of process ``pid`` to ``cpus`` (threads it starts later inherit the mask)."""
+    try:
+        tasks = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except FileNotFoundError:
+        tasks = [pid]
+    for task in tasks:
+        try:
+            os.sched_setaffinity(task, cpus)
+        except ProcessLookupError:  # a thread that just ended
+            continue

@@ -43,9 +43,15 @@ class Rig:
         texts: Iterator[str],
         progress: Progress,
         duplicate_share: float = 0.0,
+        pinned: tuple[set[int], set[int]] | None = None,
     ) -> None:
-        """``texts`` already carries ``duplicate_share`` repeats (``corpus.with_repeats``); it is recorded."""
+        """``texts`` already carries ``duplicate_share`` repeats (``corpus.with_repeats``); it is recorded.
+
+        ``pinned`` ``(workers' CPUs, everyone else's)``: the workers run on the first set only, the broker,
+        the aggregator, its Redis and this process (generator, collector, probes) on the second.
+        """
         self.broker, self.config, self.count = broker, config, count
+        self.pinned = pinned
         self.duplicate_share = duplicate_share
         self.topics = Topics.fresh(scenario)
         self.progress = progress
@@ -60,6 +66,9 @@ class Rig:
     def start_aggregator(self) -> None:
         """From now on a ``stream-ner aggregate`` process reads the workers' events, and steps wait for it."""
         self.aggregator = AggregatorProcess.start(self.broker.bootstrap, self.topics, self.pool.log_dir)
+        if self.pinned is not None:
+            machine.pin(self.aggregator.proc.pid, self.pinned[1])
+            machine.pin(self.aggregator.redis.pid, self.pinned[1])  # type: ignore[attr-defined]
         group = self.aggregator.group
         self._aggregator_lag = [
             LagProbe(self.broker.bootstrap, group, topic)
@@ -71,6 +80,13 @@ class Rig:
         self.topics.create(self.broker.bootstrap)
         try:
             self.pool.start()
+            if self.pinned is not None:
+                workers, others = self.pinned
+                for pid in self.pool.pids().values():
+                    machine.pin(pid, workers)
+                for other in (os.getpid(), self.broker.pid):
+                    if other is not None:
+                        machine.pin(other, others)
             self.collector = EventCollector(self.broker.bootstrap, self.topics.entities)
             self.collector.start()
             self.generator = LoadGenerator(self.broker.bootstrap, self.topics.raw, self._texts)

@@ -12,7 +12,9 @@ Scenarios (each writes ``results/NAME.json``; ``--quick`` writes under ``results
 - ``soak``: one worker at half its capacity for 10 minutes; its RSS after 1 minute and at the end.
 - ``aggregate``: the aggregator alone draining pre-loaded entity events: events/s and mentions/s of one and
   two processes, default windows and 1 m only, next to the aggregator of an earlier commit (``aggregator``).
-- ``all``: the six above on one broker, then ``loadtest.report`` (under 30 minutes; ``--quick``: ~2-4).
+- ``pinned``: maxrate's search without and with the aggregator, the workers alone on half the CPUs and
+  everything else on the other half: does the aggregator keep up when it does not take the workers' CPU?
+- ``all``: the seven above on one broker, then ``loadtest.report`` (``--quick``: a few minutes).
 
 A private Kafka broker is started on a free 127.0.0.1 port unless ``--bootstrap`` names a running local
 one; each worker configuration runs on its own fresh topics. Every step is bounded in posts and time, so
@@ -53,6 +55,8 @@ from loadtest.schema import (
     MaxrateDoc,
     MaxrateFigures,
     MaxrateResult,
+    PinnedFigures,
+    PinnedResult,
     PrecisionFigures,
     PrecisionResult,
     PrecisionRun,
@@ -123,10 +127,18 @@ class Context:
     base: WorkerConfig
     duplicate_share: float = 0.3  # of maxrate's search with repeated texts; 0: no such search
 
-    def rig(self, scenario: str, config: WorkerConfig, count: int = 1, duplicates: float = 0.0) -> Rig:
-        """A worker pool of ``count`` with ``config`` on fresh topics; ``duplicates``: share of repeats."""
+    def rig(
+        self,
+        scenario: str,
+        config: WorkerConfig,
+        count: int = 1,
+        duplicates: float = 0.0,
+        pinned: tuple[set[int], set[int]] | None = None,
+    ) -> Rig:
+        """A worker pool of ``count`` with ``config`` on fresh topics; ``duplicates``: share of repeats;
+        ``pinned``: the workers' CPUs and everyone else's (``Rig``)."""
         texts = with_repeats(stream(self.corpus.texts, self.seed), duplicates, self.seed)
-        return Rig(self.broker, scenario, config, count, texts, self.progress, duplicates)
+        return Rig(self.broker, scenario, config, count, texts, self.progress, duplicates, pinned)
 
     def bare(self, config: WorkerConfig) -> BareFigures:
         """The bare runtime's figures for ``config`` (model, precision, threads, batch size)."""
@@ -460,6 +472,58 @@ def aggregate(ctx: Context) -> AggregateResult:
     return AggregateResult(config=describe_config(ctx.base), figures=figures, steps=[])
 
 
+def pinned(ctx: Context) -> PinnedResult:
+    """Does the aggregator keep up when it does not share the workers' CPUs?
+
+    On a machine this small the aggregator competes with the workers for CPU, so ``maxrate``'s rate with
+    the aggregator on measures the CPU it takes as much as whether it keeps up. Here one single-threaded
+    worker per CPU of the first half runs there alone, and everything else (broker, aggregator, its Redis,
+    load generator and measuring consumers) on the other half; the same search runs without and then with
+    the aggregator, on fresh topics each, from the same start (85% of the bare runtime on one thread, per
+    worker). If it keeps up, both find the same rate.
+    """
+    d = ctx.durations
+    workers_cpus, others_cpus = machine.cpu_halves()
+    config = replace(ctx.base, intra_op_threads=1)
+    count = len(workers_cpus)
+    bare_rate = ctx.bare(config)["posts_per_s"]  # one thread: about what one worker does on its CPU
+    start = 0.85 * bare_rate * count
+    everything = workers_cpus | others_cpus
+    try:
+        with ctx.rig("pinned", config, count, pinned=(workers_cpus, others_cpus)) as rig:
+            rig.warm_up(start, 2 * d.warmup)
+            alone = RateSearch(start=start, growth=1.15, max_steps=d.search_max_steps)
+            steps = run_search(ctx, rig, alone, "search")
+        best = alone.best()
+        with ctx.rig("pinned-aggregate", config, count, pinned=(workers_cpus, others_cpus)) as rig:
+            rig.start_aggregator()
+            rig.warm_up(start, 2 * d.warmup)
+            together = RateSearch(start=start, growth=1.15, max_steps=d.search_max_steps)
+            steps_agg = run_search(ctx, rig, together, "search-agg")
+        best_agg = together.best()
+    finally:
+        machine.pin(os.getpid(), everything)
+        if ctx.broker.pid is not None:
+            machine.pin(ctx.broker.pid, everything)
+    at_best = next((s for s in steps_agg if s["verdict"]["rate"] == best_agg), None)
+    console.log(f"pinned: workers only {best}/s, with the aggregator {best_agg}/s")
+    figures = PinnedFigures(
+        workers_cpus=sorted(workers_cpus),
+        others_cpus=sorted(others_cpus),
+        workers=count,
+        bare_one_thread_posts_per_s=bare_rate,
+        workers_only_posts_per_s=best,
+        with_aggregator_posts_per_s=best_agg,
+        with_aggregator_to_workers_only=round(best_agg / best, 3) if best and best_agg else None,
+        at_best_with_aggregator=at_best["medians"] if at_best else {},
+        search=[item["verdict"] for item in steps if "verdict" in item],
+        search_with_aggregator=[item["verdict"] for item in steps_agg if "verdict" in item],
+    )
+    return PinnedResult(
+        config=describe_config(config, workers=count), figures=figures, steps=steps + steps_agg
+    )
+
+
 SCENARIOS: dict[str, Callable[[Context], ScenarioResult]] = {
     "maxrate": maxrate,
     "workers": workers,
@@ -467,6 +531,7 @@ SCENARIOS: dict[str, Callable[[Context], ScenarioResult]] = {
     "precision": precision,
     "soak": soak,
     "aggregate": aggregate,
+    "pinned": pinned,
 }
 
 

@@ -399,6 +399,35 @@ class AggregateDoc(Header, AggregateResult):
     """``results/aggregate.json``."""
 
 
+# -- pinned ------------------------------------------------------------------------------------------------
+
+
+class PinnedFigures(TypedDict):
+    """``pinned``: the max sustained rate with the workers on CPUs of their own, without and with the
+    aggregator (which runs on the other CPUs with the broker, Redis and the load generator)."""
+
+    workers_cpus: list[int]
+    others_cpus: list[int]
+    workers: int
+    bare_one_thread_posts_per_s: float  # the runtime alone, one intra-op thread: the searches start at 85%
+    workers_only_posts_per_s: float | None
+    with_aggregator_posts_per_s: float | None
+    with_aggregator_to_workers_only: float | None
+    at_best_with_aggregator: Medians  # CPU medians (% of one core) of the best step with the aggregator
+    search: list[VerdictRecord]
+    search_with_aggregator: list[VerdictRecord]
+
+
+class PinnedResult(ScenarioResult):
+    """``pinned``."""
+
+    figures: PinnedFigures
+
+
+class PinnedDoc(Header, PinnedResult):
+    """``results/pinned.json``."""
+
+
 # -- a results directory -----------------------------------------------------------------------------------
 
 
@@ -411,6 +440,7 @@ class ResultFiles(TypedDict, total=False):
     precision: PrecisionDoc
     soak: SoakDoc
     aggregate: AggregateDoc
+    pinned: PinnedDoc
 
 
 DOCUMENTS: dict[str, type] = {
@@ -420,6 +450,7 @@ DOCUMENTS: dict[str, type] = {
     "precision": PrecisionDoc,
     "soak": SoakDoc,
     "aggregate": AggregateDoc,
+    "pinned": PinnedDoc,
 }
 """The document type of each scenario, in the order the report presents them."""
 
