@@ -185,7 +185,10 @@ def make_pipeline(checkpoint: Path) -> Any:
 
 
 def systems(pipe: Any, exported: Path, extras: list[Path], batch_size: int, threads: int) -> list[System]:
-    """The systems to time, (a) to (d) then each extra artifact's graphs (named with its directory)."""
+    """The systems to time, (a) to (d) then each extra artifact's graphs (named with its directory).
+
+    An artifact with sentiment heads is timed through ``analyze``, which is what a worker calls for it.
+    """
 
     def naive(texts: list[str]) -> object:
         return [pipe(text) for text in texts]
@@ -211,7 +214,10 @@ def systems(pipe: Any, exported: Path, extras: list[Path], batch_size: int, thre
                 name = f"{model.name} {model.version} {precision}"
                 if len(extras) > 1:
                     name += f" ({extra.name})"
-                out.append(System(name, batch_size, model.predict))
+                if model.has_sentiment:  # what a worker calls then: entities and sentiment decoded
+                    out.append(System(f"{name}, analyze", batch_size, model.analyze))
+                else:
+                    out.append(System(name, batch_size, model.predict))
     return out
 
 
