@@ -83,15 +83,15 @@ def attach_teacher(
     examples: list[Example],
     pad_id: int,
     cache: Path,
-    teacher_id: str,
+    digest: str,
     advance: Callable[[int], None] | None = None,
 ) -> None:
     """Set ``Example.teacher`` on every example, from the teacher or from ``cache``.
 
-    The cache is used when it holds the outputs of this teacher (``teacher_id``, the digest
-    ``teacher_id()`` returns) for these examples, and written otherwise.
+    The cache is used when it holds the outputs of this teacher (``digest``, what ``teacher_id``
+    returns for it) for these examples, and written otherwise.
     """
-    key = _fingerprint(examples, teacher_id)
+    key = _fingerprint(examples, digest)
     if cache.is_file():
         stored = np.load(cache, allow_pickle=False)
         if "tags" in stored and str(stored["key"]) == key:
