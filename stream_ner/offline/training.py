@@ -103,7 +103,8 @@ class TrainConfig:
     layers: int = 0
     """Transformer layers of the student (0: all the encoder's; fewer: ``modeling.keep_layers``)."""
     teacher: str | None = None
-    """An exported NER artifact whose tag logits every batch is distilled toward (None: no teacher)."""
+    """An exported artifact whose outputs every batch is distilled toward: tags, and the sentiment heads
+    when both have them (``stream_ner.offline.distill``; None: no teacher)."""
     distill_weight: float = 1.0
     distill_temperature: float = 2.0
     ner_reference: dict[str, float] = field(default_factory=lambda: dict(NER_REFERENCE))
@@ -191,7 +192,7 @@ def collate(batch: list[Example], input_names: list[str], pad_id: int) -> dict[s
 
     The model inputs, ``labels``, ``label_mask``, ``post_labels`` ``[batch]``, ``target_labels``
     ``[batch, width]`` (``IGNORE`` where a post has none), ``token_mask`` ``[batch, width]`` and, when
-    every example has them, the teacher's tag logits ``teacher`` ``[batch, width, tags]``.
+    every example has them, the teacher's outputs (``_teacher_tensors``).
     """
     import torch
 
