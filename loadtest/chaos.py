@@ -32,7 +32,6 @@ import json
 import logging
 import os
 import random
-import re
 import shutil
 import subprocess
 import tempfile
@@ -50,6 +49,7 @@ from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, To
 from confluent_kafka.admin import AdminClient
 
 from loadtest.corpus import load_corpus, stream
+from loadtest.report import write_standalone
 from loadtest.schema import ChaosCheck, ChaosDoc, ChaosFault
 from loadtest.stack import Topics, WorkerConfig, WorkerPool
 from stream_ner.localstack import LocalService, free_port
@@ -67,7 +67,6 @@ from tests.integration.test_aggregate import (
 )
 
 HERE = Path(__file__).resolve().parent
-SECTION = re.compile(r"<!-- chaos:start -->.*<!-- chaos:end -->\n", re.S)
 KINDS = ("worker", "aggregator", "broker", "redis")
 WORKERS = ("w1", "w2")
 BROKER_DOWN_S = 5.0
@@ -571,15 +570,6 @@ def markdown(doc: dict[str, Any]) -> str:
     )
 
 
-def write_results(doc: ChaosDoc) -> None:
-    """``results/chaos.json``, and its section of RESULTS.md as ``loadtest.report`` writes it."""
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "chaos.json").write_text(json.dumps(doc, indent=2) + "\n")
-    path = HERE / "RESULTS.md"
-    text, section = path.read_text(), markdown(dict(doc))
-    path.write_text(SECTION.sub(lambda _: section, text) if SECTION.search(text) else text + "\n" + section)
-
-
 def main(argv: list[str] | None = None) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -621,7 +611,7 @@ def main(argv: list[str] | None = None) -> int:
     if doc["passed"]:
         shutil.rmtree(scratch, ignore_errors=True)
     if args.write:
-        write_results(doc)
+        write_standalone("chaos", doc, markdown)
     return 0 if doc["passed"] else 1
 
 

@@ -22,7 +22,6 @@ import asyncio
 import json
 import os
 import random
-import re
 import statistics
 import subprocess
 import sys
@@ -38,9 +37,9 @@ from typing import Any
 
 import psutil
 
-HERE = Path(__file__).resolve().parent
+from loadtest.report import write_standalone
+
 WINDOWS = ["1m", "1h"]
-SECTION = re.compile(r"<!-- dashboard:start -->.*?<!-- dashboard:end -->\n?", re.S)
 
 
 @dataclass
@@ -238,17 +237,6 @@ def markdown(result: dict[str, Any]) -> str:
     )
 
 
-def write_results(result: Result) -> None:
-    """``results/dashboard.json``, and its section of RESULTS.md as ``loadtest.report`` writes it."""
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "dashboard.json").write_text(json.dumps(asdict(result), indent=2) + "\n")
-    results = HERE / "RESULTS.md"
-    text = results.read_text()
-    section = markdown(asdict(result))
-    text = SECTION.sub(lambda _: section, text) if SECTION.search(text) else text + "\n" + section
-    results.write_text(text)
-
-
 def wait_http(url: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -335,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
                     proc.kill()
     print(markdown(asdict(result)))
     if args.write:
-        write_results(result)
+        write_standalone("dashboard", asdict(result), markdown)
     return 0
 
 

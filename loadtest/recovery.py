@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import statistics
 import threading
@@ -34,17 +33,15 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from importlib import resources
-from pathlib import Path
 
 import psutil
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 
+from loadtest.report import write_standalone
 from loadtest.stack import INPUT_PARTITIONS, Broker, Topics, WorkerConfig, WorkerPool
 from stream_ner.settings import Settings
 
-HERE = Path(__file__).resolve().parent
-SECTION = re.compile(r"<!-- recovery:start -->.*<!-- recovery:end -->\n", re.S)
 MODES = ("static", "dynamic")
 VICTIM = "w2"
 
@@ -202,15 +199,6 @@ def markdown(result: dict) -> str:
     )
 
 
-def write_results(result: Result) -> None:
-    """``results/recovery.json``, and its section of RESULTS.md as ``loadtest.report`` writes it."""
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "recovery.json").write_text(json.dumps(asdict(result), indent=2) + "\n")
-    path = HERE / "RESULTS.md"
-    text, section = path.read_text(), markdown(asdict(result))
-    path.write_text(SECTION.sub(lambda _: section, text) if SECTION.search(text) else text + "\n" + section)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtest.recovery", description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="runs per mode")
@@ -235,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     for mode in args.modes.split(","):
         print(f"{mode}: median {result.median(mode):.2f} s")
     if args.write:
-        write_results(result)
+        write_standalone("recovery", asdict(result), markdown)
     return 0
 
 

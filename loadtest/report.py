@@ -8,10 +8,13 @@ plots next to them and writes ``loadtest/RESULTS.md``; with ``--results DIR`` it
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import re
 import statistics
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from loadtest import plots
 from loadtest.schema import (
@@ -168,37 +171,32 @@ def markdown(
             f"{any_doc['corpus']}; without it the shipped sample posts are sent.",
             "",
         ]
-    return "\n".join(lines) + dashboard_section(results) + recovery_section(results) + chaos_section(results)
+    return "\n".join(lines) + "".join(standalone_section(results, name) for name in STANDALONE)
 
 
-def dashboard_section(results: Path) -> str:
-    """The dashboard's figures (``python -m loadtest.dashboard --write``), when ``dashboard.json`` exists."""
-    path = results / "dashboard.json"
+STANDALONE = ("dashboard", "recovery", "chaos")
+"""Measurements outside the scenarios (``python -m loadtest.NAME --write``), in the order RESULTS.md ends
+with them. Each writes ``results/NAME.json`` and its section, ``NAME.markdown`` of that document between
+``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` (``write_standalone``)."""
+
+
+def standalone_section(results: Path, name: str) -> str:
+    """The RESULTS.md section of one of ``STANDALONE``, when its ``NAME.json`` exists in ``results``."""
+    path = results / f"{name}.json"
     if not path.is_file():
         return ""
-    from loadtest.dashboard import markdown as dashboard_markdown
-
-    return "\n" + dashboard_markdown(json.loads(path.read_text()))
-
-
-def recovery_section(results: Path) -> str:
-    """Worker recovery times (``python -m loadtest.recovery --write``), when ``recovery.json`` exists."""
-    path = results / "recovery.json"
-    if not path.is_file():
-        return ""
-    from loadtest.recovery import markdown as recovery_markdown
-
-    return "\n" + recovery_markdown(json.loads(path.read_text()))
+    module = importlib.import_module(f"loadtest.{name}")  # here: those tools import this module
+    return "\n" + module.markdown(json.loads(path.read_text()))
 
 
-def chaos_section(results: Path) -> str:
-    """The chaos soak (``python -m loadtest.chaos --write``), when ``chaos.json`` exists."""
-    path = results / "chaos.json"
-    if not path.is_file():
-        return ""
-    from loadtest.chaos import markdown as chaos_markdown
-
-    return "\n" + chaos_markdown(json.loads(path.read_text()))
+def write_standalone(name: str, doc: Mapping[str, Any], markdown: Callable[[dict[str, Any]], str]) -> None:
+    """``results/NAME.json``, and NAME's RESULTS.md section replaced (or appended) as the report has it."""
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(doc, indent=2) + "\n")
+    path = HERE / "RESULTS.md"
+    text, section = path.read_text(), markdown(dict(doc))
+    marked = re.compile(rf"<!-- {name}:start -->.*?<!-- {name}:end -->\n?", re.S)
+    path.write_text(marked.sub(lambda _: section, text) if marked.search(text) else text + "\n" + section)
 
 
 def _workers_cpu(medians: Medians, count: int) -> str:
