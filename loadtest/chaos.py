@@ -33,7 +33,6 @@ import logging
 import os
 import random
 import shutil
-import subprocess
 import tempfile
 import threading
 import time
@@ -52,7 +51,7 @@ from loadtest.corpus import load_corpus, stream
 from loadtest.report import write_standalone
 from loadtest.schema import ChaosCheck, ChaosDoc, ChaosFault
 from loadtest.stack import Topics, WorkerConfig, WorkerPool
-from stream_ner.localstack import LocalService, free_port
+from stream_ner.localstack import LocalService
 from stream_ner.messages import EntityEvent
 from stream_ner.settings import Settings, TopicSettings
 from stream_ner.topics import apply, load_specs
@@ -60,6 +59,7 @@ from tests.integration.test_aggregate import (
     T0,
     Aggregator,
     Names,
+    PersistentRedis,
     TopicReader,
     recount,
     start_aggregator,
@@ -97,39 +97,6 @@ def plan(seconds: float, faults: int, seed: int) -> list[Planned]:
     rng.shuffle(kinds)
     step = max(1.0, (seconds - 30.0) / max(1, faults))
     return [Planned(k, round(5.0 + i * step + rng.uniform(0, step / 3), 1)) for i, k in enumerate(kinds)]
-
-
-class PersistentRedis:
-    """A ``redis-server`` with an append-only file (fsync always) in ``data``: a restart loses nothing."""
-
-    def __init__(self, data: Path) -> None:
-        server = shutil.which("redis-server")
-        if server is None:
-            raise RuntimeError("redis-server is required (deploy/local/install-deps.sh)")
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        data.mkdir(parents=True, exist_ok=True)
-        self.command = [server, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(data)]
-        self.command += ["--appendonly", "yes", "--appendfsync", "always", "--save", ""]
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        """Start it and wait for PING."""
-        self.proc = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(port=self.port)
-        for _ in range(200):
-            try:
-                client.ping()
-                return
-            except redis.ConnectionError:
-                time.sleep(0.1)
-        raise RuntimeError("redis-server did not answer PING in 20 s")
-
-    def stop(self) -> None:
-        """SIGTERM (Redis writes its append-only file and exits) and reap it."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(20)
 
 
 class PostStream(threading.Thread):

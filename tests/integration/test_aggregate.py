@@ -477,55 +477,50 @@ def test_kill_9_mid_stream_then_restart_keeps_every_count_exact(
     assert metrics['stream_ner_aggregate_mentions_total{result="replayed"}'] > 0, "the restart replayed input"
 
 
+class PersistentRedis:
+    """A ``redis-server`` with an append-only file (fsync always) in ``data``: a restart loses nothing.
+
+    ``timeout_s`` bounds both the wait for its first PING after a start and for its exit after a stop.
+    """
+
+    def __init__(self, data: Path, timeout_s: float = 20.0) -> None:
+        server = shutil.which("redis-server")
+        if server is None:
+            raise RuntimeError("redis-server is required (deploy/local/install-deps.sh)")
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.timeout_s = timeout_s
+        data.mkdir(parents=True, exist_ok=True)
+        self.command = [server, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(data)]
+        self.command += ["--appendonly", "yes", "--appendfsync", "always", "--save", ""]
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start it and wait for PING."""
+        self.proc = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(port=self.port)
+        for _ in range(round(self.timeout_s / 0.1)):
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                time.sleep(0.1)
+        raise RuntimeError(f"redis-server did not answer PING in {self.timeout_s:g} s")
+
+    def stop(self) -> None:
+        """SIGTERM (Redis writes its append-only file and exits) and reap it."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(self.timeout_s)
+
+
 @pytest.fixture
 def own_redis(tmp_path):
     """A Redis of this test only, with an append-only file, so it can be stopped and restarted."""
-    port = free_port()
-    data = tmp_path / "redis"
-    data.mkdir()
-    server = shutil.which("redis-server")
-    assert server, "redis-server is required"
-    command = [
-        server,
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--dir",
-        str(data),
-        "--appendonly",
-        "yes",
-        "--appendfsync",
-        "always",
-        "--save",
-        "",
-    ]
-
-    class Server:
-        url = f"redis://127.0.0.1:{port}/0"
-        proc: subprocess.Popen | None = None
-
-        def start(self) -> None:
-            self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            client = redis.Redis(port=port)
-            for _ in range(100):
-                try:
-                    client.ping()
-                    return
-                except redis.ConnectionError:
-                    time.sleep(0.1)
-            raise AssertionError("redis did not start")
-
-        def stop(self) -> None:
-            assert self.proc is not None
-            self.proc.terminate()  # SIGTERM: redis writes its append-only file and exits
-            self.proc.wait(10)
-
-    s = Server()
-    s.start()
-    yield s
-    if s.proc and s.proc.poll() is None:
-        s.stop()
+    server = PersistentRedis(tmp_path / "redis", timeout_s=10.0)
+    server.start()
+    yield server
+    server.stop()
 
 
 def test_redis_down_for_30s_mid_stream_then_back_ends_exact(
