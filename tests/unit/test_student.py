@@ -1,4 +1,4 @@
-"""A smaller student: fewer layers of the pretrained encoder, saved and loaded as such."""
+"""A smaller student: fewer layers of the pretrained encoder or of an artifact's weights, saved and loaded."""
 
 from __future__ import annotations
 
@@ -8,9 +8,12 @@ import pytest
 import torch
 
 from stream_ner.commands.model_offline import _default_encoder
-from stream_ner.errors import ConfigError
+from stream_ner.errors import ConfigError, ModelError
 from stream_ner.offline.data import ID2LABEL
 from stream_ner.offline.modeling import load_classifier, new_classifier
+from stream_ner.offline.recover import checkpoint_from_artifact
+
+DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "stream_ner" / "model" / "default"
 
 
 def test_a_three_layer_student_keeps_evenly_spaced_pretrained_layers_and_round_trips(tmp_path: Path) -> None:
@@ -37,3 +40,53 @@ def test_a_three_layer_student_keeps_evenly_spaced_pretrained_layers_and_round_t
 def test_more_layers_than_the_encoder_has_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="cannot keep 7 of the encoder's 6 layers"):
         new_classifier(_default_encoder(), list(ID2LABEL), with_shapes=False, layers=7)
+
+
+def test_the_shipped_model_rebuilt_from_its_graph_computes_what_the_graph_computes(tmp_path: Path) -> None:
+    import numpy as np
+    import onnxruntime as ort
+
+    from stream_ner.model.windows import WindowTokenizer
+    from stream_ner.offline.export import probe_feeds
+
+    # checkpoint_from_artifact raises unless its own probe passes; this checks independently, on
+    # other texts, every output of the graph against the checkpoint's
+    checkpoint = checkpoint_from_artifact(DEFAULT_MODEL, tmp_path / "teacher")
+    teacher = load_classifier(checkpoint)
+    assert teacher.output_names == ["logits", "post_sentiment", "target_sentiment"]
+    tokenizer = WindowTokenizer.from_file(DEFAULT_MODEL / "tokenizer.json", with_shapes=True)
+    feeds = probe_feeds(tokenizer, teacher.input_names, 128)
+    session = ort.InferenceSession(str(DEFAULT_MODEL / "model.fp32.onnx"), providers=["CPUExecutionProvider"])
+    expected = session.run(teacher.output_names, feeds)
+    with torch.no_grad():
+        got = teacher(*(torch.from_numpy(feeds[name]) for name in teacher.input_names))
+    for output, want in zip(got, expected, strict=True):
+        assert np.abs(output.numpy() - want).max() < 1e-3
+
+    # a student on that checkpoint starts from the teacher's kept layers and all of its heads
+    student = new_classifier(checkpoint, list(ID2LABEL), with_shapes=True, sentiment=True, layers=3)
+    kept = student.model.base_model.encoder.layer
+    source = teacher.model.base_model.encoder.layer
+    for layer, index in zip(kept, (0, 2, 5), strict=True):
+        assert torch.equal(layer.attention.self.key.weight, source[index].attention.self.key.weight)
+    assert torch.equal(student.model.classifier.weight, teacher.model.classifier.weight)
+    assert student.shape_embedding is not None and teacher.shape_embedding is not None
+    assert torch.equal(student.shape_embedding.weight, teacher.shape_embedding.weight)
+    assert student.sentiment is not None and teacher.sentiment is not None
+    assert torch.equal(student.sentiment.post.weight, teacher.sentiment.post.weight)
+
+
+def test_a_graph_of_another_layout_is_refused(tmp_path: Path) -> None:
+    import onnx
+
+    broken = tmp_path / "artifact"
+    broken.mkdir()
+    for name in ("ner_config.json", "tokenizer.json", "manifest.json"):
+        (broken / name).write_bytes((DEFAULT_MODEL / name).read_bytes())
+    graph = onnx.load(str(DEFAULT_MODEL / "model.fp32.onnx"))
+    for node in graph.graph.node:  # the attention blocks not fused: their weights are nowhere to be found
+        if node.op_type == "Attention":
+            node.name = f"Renamed_{node.name}"
+    onnx.save(graph, str(broken / "model.fp32.onnx"))
+    with pytest.raises(ModelError, match=r"does not hold .*attention\.self"):
+        checkpoint_from_artifact(broken, tmp_path / "out")
