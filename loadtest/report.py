@@ -25,6 +25,7 @@ from loadtest.schema import (
     LatencySummary,
     MaxrateDoc,
     Medians,
+    PeersDoc,
     PinnedDoc,
     PrecisionDoc,
     ResultFiles,
@@ -142,6 +143,8 @@ def markdown(
     ]
     started = sorted(doc["started_at"] for doc in all_docs)
     lines += [f"Scenarios started between {started[0]} and {started[-1]} (UTC).", ""]
+    if "peers" in docs:
+        lines += _peers_section(docs["peers"])
     if "maxrate" in docs:
         lines += _maxrate_section(docs["maxrate"], images)
     if "workers" in docs:
@@ -587,6 +590,57 @@ def _pinned_section(doc: PinnedDoc) -> list[str]:
         for v in search:
             verdict = "sustained" if v["sustained"] else v["reason"]
             lines.append(f"| {name} | {_num(v['offered_rate'])} | {_num(v['p99_ms'])} | {verdict} |")
+    return [*lines, ""]
+
+
+def _peers_section(doc: PeersDoc) -> list[str]:
+    f = doc["figures"]
+    stream_rate = f["stream_max_sustained_posts_per_s"]
+    runs = f["runs"]
+    processes = runs[0]["processes"] if runs else 0
+    lines = [
+        "## stream-ner and what a user would run instead",
+        "",
+        f"Max sustained rate (posts in → events out, p99 under the limit, no growing backlog), each found by "
+        f"the same search on the same broker and texts, in the same layout: {processes} single-threaded "
+        "processes in one consumer group. stream-ner's is *Maximum sustained throughput* below"
+        + (
+            f" (`maxrate`, started {f['stream_measured_at']}; these searches started {doc['started_at']})."
+            if f["stream_measured_at"]
+            else "."
+        ),
+        "",
+        "| system | max sustained posts/s | stream-ner / it | its model call alone, 1 thread, posts/s "
+        "| events per CPU second at its max |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        f"| **stream-ner** (worker, INT8 graph, batches ≤ 32, brand linking, sentiment) "
+        f"| **{_num(stream_rate)}** | 1.00x | | |",
+    ]
+    for run in runs:
+        ratio = run["stream_to_peer"]
+        lines.append(
+            f"| {run['peer']}: {run['system']} | {_num(run['max_sustained_posts_per_s'], '.1f')} "
+            f"| {'n/a' if ratio is None else f'**{ratio:.1f}x**'} "
+            f"| {_num(run['bare_one_thread']['posts_per_s'], '.1f')} "
+            f"| {_num(run['posts_per_cpu_s_at_max'], '.1f')} |"
+        )
+    lines += [
+        "",
+        "The peers (`loadtest/peers.py`) do less per post than a worker: no validation, dead letters, brand "
+        "linking, sentiment or delivery tracking, offsets auto-committed. The naive consumer runs this "
+        "model's own weights (rebuilt from its fp32 graph) through the transformers pipeline, one message "
+        "per call; spaCy's `en_core_web_sm` is a different model, with other entity types and accuracy "
+        "(compared in the model card).",
+        "",
+        "Search steps:",
+        "",
+        "| system | offered posts/s | p99 ms | verdict |",
+        "| --- | --- | --- | --- |",
+    ]
+    for run in runs:
+        for v in run["search"]:
+            verdict = "sustained" if v["sustained"] else v["reason"]
+            lines.append(f"| {run['peer']} | {_num(v['offered_rate'])} | {_num(v['p99_ms'])} | {verdict} |")
     return [*lines, ""]
 
 

@@ -14,7 +14,9 @@ Scenarios (each writes ``results/NAME.json``; ``--quick`` writes under ``results
   two processes, default windows and 1 m only, next to the aggregator of an earlier commit (``aggregator``).
 - ``pinned``: maxrate's search without and with the aggregator, the workers alone on half the CPUs and
   everything else on the other half: does the aggregator keep up when it does not take the workers' CPU?
-- ``all``: the seven above on one broker, then ``loadtest.report`` (``--quick``: a few minutes).
+- ``peers``: what a user would run instead (``loadtest.peers``: a naive transformers consumer and a spaCy
+  one), maxrate's search in maxrate's layout on the same texts; their rates next to maxrate's.
+- ``all``: the eight above on one broker, then ``loadtest.report`` (``--quick``: a few minutes).
 
 A private Kafka broker is started on a free 127.0.0.1 port unless ``--bootstrap`` names a running local
 one; each worker configuration runs on its own fresh topics. Every step is bounded in posts and time, so
@@ -30,6 +32,7 @@ import re
 import signal
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
@@ -40,7 +43,7 @@ from typing import cast
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from loadtest import aggregator, bare, machine, schedule
+from loadtest import aggregator, bare, machine, peers, schedule
 from loadtest.corpus import Corpus, load_corpus, stream, with_repeats
 from loadtest.rig import Rig
 from loadtest.schema import (
@@ -55,6 +58,9 @@ from loadtest.schema import (
     MaxrateDoc,
     MaxrateFigures,
     MaxrateResult,
+    PeerRun,
+    PeersFigures,
+    PeersResult,
     PinnedFigures,
     PinnedResult,
     PrecisionFigures,
@@ -524,6 +530,71 @@ def pinned(ctx: Context) -> PinnedResult:
     )
 
 
+PEER_SYSTEMS = {
+    "naive": "confluent-kafka consumer, transformers token-classification pipeline per message, "
+    "this model's weights in PyTorch fp32",
+    "spacy": "confluent-kafka consumer, spaCy en_core_web_sm nlp.pipe per batch of up to 32 messages",
+}
+
+
+def peers_scenario(ctx: Context) -> PeersResult:
+    """The peers' max sustained rates, each found as ``maxrate`` finds stream-ner's.
+
+    Same broker, texts, layout (one single-threaded process per core, one consumer group), steps and
+    verdicts as ``maxrate``; each search starts at 85% of the peer's own model call alone on one thread,
+    times the processes. The ratio is against ``maxrate`` in the same results directory (``all`` runs it
+    first, so both come from one run).
+    """
+    d = ctx.durations
+    count = os.cpu_count() or 1
+    with tempfile.TemporaryDirectory(prefix="stream-ner-peer-") as scratch:
+        task = ctx.progress.add_task("the naive peer's checkpoint, from the model's fp32 graph", total=None)
+        checkpoint = peers.prepare(ctx.base.model, Path(scratch))
+        ctx.progress.remove_task(task)
+        stream_run = ctx.previous_maxrate()
+        stream_best = stream_run["figures"]["max_sustained_posts_per_s"] if stream_run else None
+        runs: list[PeerRun] = []
+        steps: list[StepResult] = []
+        for peer in peers.PEERS:
+            config = replace(ctx.base, intra_op_threads=1, peer=peer, peer_checkpoint=str(checkpoint))
+            task = ctx.progress.add_task(f"the {peer} peer's model call alone", total=None)
+            alone = peers.measure_bare(
+                peer, ctx.corpus_arg, 1, d.bare, ctx.seed, config.max_batch_posts, checkpoint
+            )
+            ctx.progress.remove_task(task)
+            start = 0.85 * alone["posts_per_s"] * count
+            with ctx.rig(f"peer-{peer}", config, count) as rig:
+                rig.warm_up(0.7 * start, 2 * d.warmup)
+                search = RateSearch(start=start, growth=1.15, max_steps=d.search_max_steps)
+                searched = run_search(ctx, rig, search, f"search-{peer}")
+            best = search.best()
+            at_best = next((s for s in searched if best is not None and s["verdict"]["rate"] == best), None)
+            steps += [item | {"peer": peer} for item in searched]
+            runs.append(
+                PeerRun(
+                    peer=peer,
+                    system=PEER_SYSTEMS[peer],
+                    processes=count,
+                    bare_one_thread=alone,
+                    max_sustained_posts_per_s=best,
+                    stream_to_peer=round(stream_best / best, 2) if stream_best and best else None,
+                    posts_per_cpu_s_at_max=at_best["posts_per_worker_cpu_s"] if at_best else None,
+                    search=[item["verdict"] for item in searched],
+                )
+            )
+            console.log(f"{peer} peer: max sustained {best}/s (stream-ner: {stream_best}/s)")
+    figures = PeersFigures(
+        stream_max_sustained_posts_per_s=stream_best,
+        stream_measured_at=stream_run["started_at"] if stream_run else None,
+        runs=runs,
+    )
+    return PeersResult(
+        config=describe_config(replace(ctx.base, intra_op_threads=1), workers=count),
+        figures=figures,
+        steps=steps,
+    )
+
+
 SCENARIOS: dict[str, Callable[[Context], ScenarioResult]] = {
     "maxrate": maxrate,
     "workers": workers,
@@ -532,6 +603,7 @@ SCENARIOS: dict[str, Callable[[Context], ScenarioResult]] = {
     "soak": soak,
     "aggregate": aggregate,
     "pinned": pinned,
+    "peers": peers_scenario,
 }
 
 

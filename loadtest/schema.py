@@ -129,6 +129,7 @@ class StepResult(TypedDict):
     batch: NotRequired[int]  # batching scenario
     wait_ms: NotRequired[int]
     precision: NotRequired[str]  # precision scenario
+    peer: NotRequired[str]  # peers scenario
     aggregator_lag_end: NotRequired[int]  # steps with the aggregator on: its lag when the step ended
     aggregator_catch_up_s: NotRequired[float]  # and how long after the events it took to reach it
     duplicate_share: NotRequired[float]  # share of posts repeating an earlier text (0 when absent)
@@ -428,6 +429,37 @@ class PinnedDoc(Header, PinnedResult):
     """``results/pinned.json``."""
 
 
+class PeerRun(TypedDict):
+    """One peer consumer's search, in the layout and on the texts of ``maxrate``."""
+
+    peer: str  # "naive" or "spacy" (``loadtest.peers``)
+    system: str  # what it runs, in words
+    processes: int
+    bare_one_thread: BareFigures  # its model call alone, one thread: the search starts at 85% x processes
+    max_sustained_posts_per_s: float | None
+    stream_to_peer: float | None  # stream-ner's max sustained rate (``maxrate``, this run) / this one
+    posts_per_cpu_s_at_max: float | None  # events per CPU second of its processes at its best step
+    search: list[VerdictRecord]
+
+
+class PeersFigures(TypedDict):
+    """``peers``: what a user would run instead, measured like stream-ner, on the same broker and texts."""
+
+    stream_max_sustained_posts_per_s: float | None  # from ``maxrate`` in the same results directory
+    stream_measured_at: str | None  # when that ``maxrate`` started (the same ``all`` run, or not)
+    runs: list[PeerRun]
+
+
+class PeersResult(ScenarioResult):
+    """``peers``."""
+
+    figures: PeersFigures
+
+
+class PeersDoc(Header, PeersResult):
+    """``results/peers.json``."""
+
+
 # -- a results directory -----------------------------------------------------------------------------------
 
 
@@ -441,6 +473,7 @@ class ResultFiles(TypedDict, total=False):
     soak: SoakDoc
     aggregate: AggregateDoc
     pinned: PinnedDoc
+    peers: PeersDoc
 
 
 DOCUMENTS: dict[str, type] = {
@@ -451,6 +484,7 @@ DOCUMENTS: dict[str, type] = {
     "soak": SoakDoc,
     "aggregate": AggregateDoc,
     "pinned": PinnedDoc,
+    "peers": PeersDoc,
 }
 """The document type of each scenario, in the order the report presents them."""
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from loadtest.generate import ensure_local
+from loadtest.peers import CHECKPOINT_ENV
 from stream_ner.localstack import free_port
 from stream_ner.topics import wait_for_leaders
 from stream_ner.worker.metrics import scrape
@@ -105,10 +106,14 @@ class WorkerConfig:
     queue_max_posts: int = 512
     model: str | None = None  # artifact directory; None: the shipped default
     dedupe_cache_size: int = 10_000  # the worker's default; 0: duplicate suppression off
+    peer: str | None = None  # run this peer consumer (``loadtest.peers``) in place of stream-ner's worker
+    peer_checkpoint: str | None = None  # the naive peer's checkpoint (``peers.prepare``)
 
     def env(self) -> dict[str, str]:
-        """As ``STREAM_NER_*`` environment variables."""
+        """As ``STREAM_NER_*`` environment variables (and the peer's checkpoint)."""
         model = {"STREAM_NER_MODEL__PATH": self.model} if self.model else {}
+        if self.peer_checkpoint:
+            model[CHECKPOINT_ENV] = self.peer_checkpoint
         return model | {
             "STREAM_NER_WORKER__MAX_BATCH_POSTS": str(self.max_batch_posts),
             "STREAM_NER_WORKER__MAX_WAIT_MS": str(self.max_wait_ms),
@@ -236,9 +241,12 @@ class WorkerPool:
         if self.static:
             env["STREAM_NER_WORKER__GROUP_INSTANCE_ID"] = f"{self.topics.group}-{name}"
         log_path = self.log_dir / f"{name}.log"
+        command = [sys.executable, "-m", "stream_ner", "worker", "--name", name]
+        if self.config.peer:
+            command = [sys.executable, "-m", "loadtest.peers", self.config.peer]
         with log_path.open("ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "stream_ner", "worker", "--name", name],
+                command,
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

