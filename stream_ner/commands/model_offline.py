@@ -34,6 +34,11 @@ def register(group: argparse._SubParsersAction) -> None:
     export.add_argument("--max-length", type=int, default=128, help="tokens per window, specials included")
     export.add_argument("--stride", type=int, default=32, help="tokens shared by consecutive windows")
     export.add_argument("--aggregation", choices=("first", "average", "max"), default="first")
+    export.add_argument(
+        "--no-fusions",
+        action="store_true",
+        help="keep the traced graph unfused (given an artifact: its weights rebuilt from its fp32 graph)",
+    )
     export.set_defaults(handler=run_export)
 
     train = group.add_parser(
@@ -161,12 +166,19 @@ def run_export(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
     require("offline", "`stream-ner model export`")
-    from stream_ner.offline.export import DEFAULT_TOLERANCE, export
+    from stream_ner.offline.export import DEFAULT_TOLERANCE, export, is_artifact
 
     precisions = tuple(p.strip() for p in args.precision.split(",") if p.strip())
+    src = args.src
+    if args.no_fusions and is_artifact(src):  # an artifact keeps only its fused graph: retrace its weights
+        from stream_ner.offline.recover import checkpoint_from_artifact
+
+        src = checkpoint_from_artifact(
+            Path(src), Path(args.out).with_name(Path(args.out).name + ".checkpoint")
+        )
     with Progress() as progress:
         report = export(
-            args.src,
+            src,
             args.out,
             precisions=precisions,
             tolerance=args.tolerance if args.tolerance is not None else DEFAULT_TOLERANCE,
@@ -174,6 +186,7 @@ def run_export(args: argparse.Namespace) -> int:
             stride=args.stride,
             aggregation=args.aggregation,
             progress=progress,
+            fusions=not args.no_fusions,
         )
     console = Console()
     console.print(

@@ -87,9 +87,12 @@ def export(
     keep_fp32: bool = True,
     progress: Any = None,
     calibration: Calibration | None = None,
+    fusions: bool = True,
 ) -> ExportReport:
     """Write the artifact for checkpoint ``src`` into directory ``out`` (steps 1-5 of the module).
 
+    ``fusions`` false keeps the traced graph as it is (no transformer fusions: attention stays plain
+    MatMuls, which the INT8 graph then quantizes as such); onnxruntime still applies its own at load time.
     ``keep_fp32`` false drops ``model.fp32.onnx`` after the other precisions are made from it.
     ``calibration``: texts for the int8 activation ranges (default: ``quantize.default_calibration()``).
     ``progress`` is an optional ``rich.progress.Progress``. Raises ``ModelError`` on a parity failure.
@@ -150,7 +153,10 @@ def export(
                 dynamo=False,
             )
         fp32 = out / artifact.graph_name("fp32")
-        _optimize(raw, fp32, classifier.model.config)
+        if fusions:
+            _optimize(raw, fp32, classifier.model.config)
+        else:
+            shutil.copyfile(raw, fp32)
         step("fp32 graph traced and optimised")
 
         # 3. other precisions
@@ -214,7 +220,7 @@ def export(
         "opset": OPSET,
         "inputs": classifier.input_names,
         "outputs": outputs,
-        "precisions": {p: _precision_note(p) for p in written},
+        "precisions": {p: _precision_note(p, fusions) for p in written},
         "parity": parity,
         **({"quantization": derived} if derived else {}),
         **(extra_manifest or {}),
@@ -358,9 +364,9 @@ def _max_diff(name: str, got: np.ndarray, reference: np.ndarray, valid: np.ndarr
     return float(np.abs(got - reference)[mask].max())
 
 
-def _precision_note(precision: str) -> str:
+def _precision_note(precision: str, fusions: bool = True) -> str:
     return {
-        "fp32": "float32, onnxruntime transformer fusions",
+        "fp32": "float32, onnxruntime transformer fusions" if fusions else "float32, as traced (no fusions)",
         "int8": "static quantization, calibrated uint8 activations, per-channel 7-bit int8 weights, CPU",
         "fp16": "float16 weights and compute, float32 inputs/outputs, for CUDA",
     }[precision]
