@@ -29,6 +29,7 @@ from loadtest.schema import (
     PinnedDoc,
     PinnedFigures,
     PrecisionDoc,
+    ProfileDoc,
     ResultFiles,
     ScenarioResult,
     SoakDoc,
@@ -160,6 +161,8 @@ def markdown(
         lines += _aggregate_section(docs["aggregate"], images)
     if "pinned" in docs:
         lines += _pinned_section(docs["pinned"])
+    if "profile" in docs:
+        lines += _profile_section(docs["profile"])
     lines += [
         "## Commands",
         "",
@@ -650,6 +653,50 @@ def _peers_section(doc: PeersDoc) -> list[str]:
         for v in run["search"]:
             verdict = "sustained" if v["sustained"] else v["reason"]
             lines.append(f"| {run['peer']} | {_num(v['offered_rate'])} | {_num(v['p99_ms'])} | {verdict} |")
+    return [*lines, ""]
+
+
+def _profile_section(doc: ProfileDoc) -> list[str]:
+    f = doc["figures"]
+    bare = f["bare_one_thread"]
+    threads = sorted(f["by_thread"], key=lambda t: -sum(f["by_thread"][t].values()))
+    total = f["samples"] or 1
+    lines = [
+        "## Where a worker's time goes",
+        "",
+        f"One single-threaded worker alone on CPU {', '.join(map(str, f['workers_cpus']))} (broker, load "
+        f"generator and measuring consumer on CPU {', '.join(map(str, f['others_cpus']))}), offered "
+        f"{_num(f['offered_posts_per_s'])} posts/s, 1.5x what the bare runtime does on one thread: it "
+        f"always has a backlog. py-spy (`loadtest/profile.py`) sampled its threads for {f['profiled_s']:g} s "
+        "in the middle of the step, without pausing it; a thread waiting (for posts, in a queue, in a poll) "
+        "is not sampled.",
+        "",
+        "| figure | value |",
+        "| --- | --- |",
+        f"| bare runtime, one thread | {_num(bare['posts_per_s'])} posts/s, "
+        f"{_num(f['bare_posts_per_cpu_s'])} per CPU second |",
+        f"| worker, steady events/s | **{_num(f['events_per_s'])}** |",
+        f"| worker / bare runtime | **{f['stream_to_bare']:.0%}** |",
+        f"| worker CPU (all its threads, median while sending) | {_num(f['worker_cpu_pct'])}% of one core; "
+        f"{_num(f['posts_per_worker_cpu_s'])} events per CPU second |",
+        "",
+        f"Samples by stage ({f['samples']} in all; a sample is one thread running or ready to run, so two "
+        "busy threads give two samples per tick):",
+        "",
+        "| stage | all threads | " + " | ".join(threads) + " |",
+        "| --- | ---: | " + " | ".join("---:" for _ in threads) + " |",
+    ]
+    for stage, count in f["by_stage"].items():
+        cells = [f"{f['by_thread'][t].get(stage, 0) / total:.1%}" for t in threads]
+        lines.append(f"| {stage} | {count / total:.1%} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Most sampled innermost Python frames:",
+        "",
+        "| thread | frame | share |",
+        "| --- | --- | ---: |",
+    ]
+    lines += [f"| {thread} | `{frame}` | {n / total:.1%} |" for thread, frame, n in f["top_frames"]]
     return [*lines, ""]
 
 

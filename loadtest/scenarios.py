@@ -16,7 +16,9 @@ Scenarios (each writes ``results/NAME.json``; ``--quick`` writes under ``results
   everything else on the other half: does the aggregator keep up when it does not take the workers' CPU?
 - ``peers``: what a user would run instead (``loadtest.peers``: a naive transformers consumer and a spaCy
   one), maxrate's search in maxrate's layout on the same texts; their rates next to maxrate's.
-- ``all``: the eight above on one broker, then ``loadtest.report`` (``--quick``: a few minutes).
+- ``profile``: where a busy worker's time goes: one single-threaded worker on a CPU of its own, offered
+  more than it can do, sampled by py-spy (``loadtest.profile``); its rate against the bare runtime.
+- ``all``: the nine above on one broker, then ``loadtest.report`` (``--quick``: a few minutes).
 
 A private Kafka broker is started on a free 127.0.0.1 port unless ``--bootstrap`` names a running local
 one; each worker configuration runs on its own fresh topics. Every step is bounded in posts and time, so
@@ -44,6 +46,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from loadtest import aggregator, bare, machine, peers, schedule
+from loadtest import profile as profiling
 from loadtest.corpus import Corpus, load_corpus, stream, with_repeats
 from loadtest.rig import Rig
 from loadtest.schema import (
@@ -66,6 +69,8 @@ from loadtest.schema import (
     PrecisionFigures,
     PrecisionResult,
     PrecisionRun,
+    ProfileFigures,
+    ProfileResult,
     ScenarioResult,
     SoakFigures,
     SoakResult,
@@ -595,6 +600,55 @@ def peers_scenario(ctx: Context) -> PeersResult:
     )
 
 
+def profile(ctx: Context) -> ProfileResult:
+    """Where a busy worker's time goes, and how close it comes to the bare runtime with a CPU of its own.
+
+    One single-threaded worker runs alone on the first half of the CPUs (everything else on the other
+    half, as in ``pinned``), offered 1.5x the one-thread bare runtime for ``durations.latency`` seconds
+    (a backlog: it never waits for posts). py-spy samples it over the middle 60% of the step.
+    """
+    d = ctx.durations
+    workers_cpus, others_cpus = machine.cpu_halves()
+    config = replace(ctx.base, intra_op_threads=1)
+    alone = ctx.bare(config)
+    offered = round(1.5 * alone["posts_per_s"], 1)
+    seconds = 0.6 * d.latency
+    try:
+        with ctx.rig("profile", config, 1, pinned=({min(workers_cpus)}, others_cpus)) as rig:
+            rig.warm_up(0.7 * alone["posts_per_s"], 2 * d.warmup)
+            pid = rig.pool.pids()["w1"]
+            with profiling.Recording(pid, seconds, delay_s=0.25 * d.latency) as recording:
+                step = rig.step("saturate", schedule.constant(offered, d.latency), drain=False)
+            folded = recording.folded()
+    finally:
+        everything = workers_cpus | others_cpus
+        machine.pin(os.getpid(), everything)
+        if ctx.broker.pid is not None:
+            machine.pin(ctx.broker.pid, everything)
+    rate = step["received_rate_steady"]
+    console.log(
+        f"profile: {rate:.0f} events/s against {alone['posts_per_s']:.0f} bare on one thread "
+        f"({rate / alone['posts_per_s']:.0%}); {folded['samples']} samples"
+    )
+    figures = ProfileFigures(
+        workers_cpus=[min(workers_cpus)],
+        others_cpus=sorted(others_cpus),
+        bare_one_thread=alone,
+        offered_posts_per_s=offered,
+        events_per_s=rate,
+        stream_to_bare=round(rate / alone["posts_per_s"], 3),
+        worker_cpu_pct=step["medians"].get("cpu_w1"),
+        posts_per_worker_cpu_s=step["posts_per_worker_cpu_s"],
+        bare_posts_per_cpu_s=alone["posts_per_cpu_s"],
+        profiled_s=round(seconds, 1),
+        samples=folded["samples"],
+        by_stage=folded["by_stage"],
+        by_thread=folded["by_thread"],
+        top_frames=[list(row) for row in folded["top_frames"]],
+    )
+    return ProfileResult(config=describe_config(config, workers=1), figures=figures, steps=[step])
+
+
 SCENARIOS: dict[str, Callable[[Context], ScenarioResult]] = {
     "maxrate": maxrate,
     "workers": workers,
@@ -604,6 +658,7 @@ SCENARIOS: dict[str, Callable[[Context], ScenarioResult]] = {
     "aggregate": aggregate,
     "pinned": pinned,
     "peers": peers_scenario,
+    "profile": profile,
 }
 
 

@@ -460,6 +460,36 @@ class PeersDoc(Header, PeersResult):
     """``results/peers.json``."""
 
 
+class ProfileFigures(TypedDict):
+    """``profile``: one single-threaded worker on a CPU of its own, offered more than it can do, sampled by
+    py-spy over the step's middle (``loadtest.profile``)."""
+
+    workers_cpus: list[int]
+    others_cpus: list[int]
+    bare_one_thread: BareFigures  # the runtime alone on one thread: the reference
+    offered_posts_per_s: float
+    events_per_s: float  # steady part of the step
+    stream_to_bare: float  # events_per_s / bare posts/s
+    worker_cpu_pct: float | None  # median while sending, % of one core (all its threads)
+    posts_per_worker_cpu_s: float | None
+    bare_posts_per_cpu_s: float | None
+    profiled_s: float
+    samples: int
+    by_stage: dict[str, int]  # samples per stage, every thread
+    by_thread: dict[str, dict[str, int]]  # thread -> stage -> samples
+    top_frames: list[list[Any]]  # [thread, innermost Python frame, samples], most sampled first
+
+
+class ProfileResult(ScenarioResult):
+    """``profile``."""
+
+    figures: ProfileFigures
+
+
+class ProfileDoc(Header, ProfileResult):
+    """``results/profile.json``."""
+
+
 # -- a results directory -----------------------------------------------------------------------------------
 
 
@@ -474,6 +504,7 @@ class ResultFiles(TypedDict, total=False):
     aggregate: AggregateDoc
     pinned: PinnedDoc
     peers: PeersDoc
+    profile: ProfileDoc
 
 
 DOCUMENTS: dict[str, type] = {
@@ -485,6 +516,7 @@ DOCUMENTS: dict[str, type] = {
     "aggregate": AggregateDoc,
     "pinned": PinnedDoc,
     "peers": PeersDoc,
+    "profile": ProfileDoc,
 }
 """The document type of each scenario, in the order the report presents them."""
 
