@@ -68,8 +68,24 @@ def test_aggregator_figures_are_consistent():
         )
 
 
+def test_peer_ratios_are_stream_ners_rate_over_theirs_from_the_same_run():
+    docs = committed()
+    peers = docs["peers"]["figures"]
+    maxrate = docs["maxrate"]
+    assert peers["stream_measured_at"] == maxrate["started_at"]
+    assert peers["stream_max_sustained_posts_per_s"] == maxrate["figures"]["max_sustained_posts_per_s"]
+    assert [run["peer"] for run in peers["runs"]] == ["naive", "spacy"]
+    for run in peers["runs"]:
+        sustained = [v["rate"] for v in run["search"] if v["sustained"]]
+        assert run["max_sustained_posts_per_s"] == max(sustained)
+        assert run["stream_to_peer"] == round(
+            peers["stream_max_sustained_posts_per_s"] / run["max_sustained_posts_per_s"], 2
+        )
+
+
 def test_the_search_with_repeated_texts_is_reported_when_the_result_has_it():
     docs = committed()
+    docs["maxrate"]["figures"].pop("with_duplicates", None)
     assert "repeating an earlier text" not in report.markdown(docs, {})
     verdict = docs["maxrate"]["figures"]["search"][0]
     docs["maxrate"]["figures"]["with_duplicates"] = {
