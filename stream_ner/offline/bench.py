@@ -221,8 +221,13 @@ def systems(pipe: Any, exported: Path, extras: list[Path], batch_size: int, thre
     return out
 
 
-def measure(all_systems: list[System], texts: list[str], repeats: int, console: Console) -> list[Result]:
-    """One untimed warm-up pass over a few batches, then ``repeats`` timed passes, round-robin."""
+def measure(
+    all_systems: list[System], texts: list[str], repeats: int, console: Console
+) -> tuple[list[Result], list[float]]:
+    """One untimed warm-up pass over a few batches, then ``repeats`` timed passes, round-robin.
+
+    Returns the results and the 1-minute load average at the start of each repeat.
+    """
     results = [Result(s.name, s.batch_size) for s in all_systems]
     chunks = {
         s.batch_size: [texts[i : i + s.batch_size] for i in range(0, len(texts), s.batch_size)]
@@ -236,7 +241,9 @@ def measure(all_systems: list[System], texts: list[str], repeats: int, console: 
                 s.run(chunk)
             progress.advance(warm)
         tasks = [progress.add_task(s.name, total=repeats * len(texts)) for s in all_systems]
+        loads = []
         for _ in range(repeats):
+            loads.append(round(os.getloadavg()[0], 2))
             for s, result, task in zip(all_systems, results, tasks, strict=True):
                 elapsed = 0.0
                 for chunk in chunks[s.batch_size]:
@@ -247,7 +254,7 @@ def measure(all_systems: list[System], texts: list[str], repeats: int, console: 
                     result.batch_latency_s.append(took)
                     progress.advance(task, len(chunk))
                 result.posts_per_s.append(len(texts) / elapsed)
-    return results
+    return results, loads
 
 
 def plot(summaries: list[dict[str, Any]], path: Path, title: str) -> None:
@@ -328,7 +335,7 @@ def main(
         tokens = fp32.count_tokens(texts)
         with console.status("comparing the fp32 runtime's entities with the pipeline's"):
             same, compared = agreement(pipe, fp32, texts)
-        results = measure(all_systems, texts, repeats, console)
+        results, loads = measure(all_systems, texts, repeats, console)
     summaries = [r.summary() for r in results]
     base = summaries[0]["posts_per_s"]
     for s in summaries:
@@ -343,6 +350,7 @@ def main(
         "cpu_count": os.cpu_count(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "load_average_1_5_15_min": [round(x, 2) for x in os.getloadavg()],
+        "load_average_per_repeat": loads,
         "posts": len(texts),
         "repeats": repeats,
         "mean_tokens_per_post": float(np.mean(tokens)),
@@ -371,7 +379,10 @@ def main(
         f"transformers {transformers.__version__}, OMP_WAIT_POLICY={env['omp_wait_policy']}"
     )
     load = env["load_average_1_5_15_min"]
-    console.print(f"load average (1, 5, 15 min) at the end: {load} on {os.cpu_count()} cores")
+    console.print(
+        f"load average (1, 5, 15 min) at the end: {load} on {os.cpu_count()} cores; 1 min at the start of "
+        f"each repeat: {min(loads):.2f} to {max(loads):.2f}"
+    )
     console.print(
         f"fp32 runtime vs pipeline: identical entities (spans and labels) on {same}/{compared} posts"
     )
