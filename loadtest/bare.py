@@ -15,6 +15,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from typing import cast
 
 from loadtest.corpus import load_corpus, stream
@@ -37,16 +38,37 @@ def run(
     from stream_ner.model import runtime
 
     model = runtime.NerModel.load(model_path, precision=precision, intra_op_threads=threads)
-    run = model.analyze if model.has_sentiment else model.predict
-    source = stream(texts, seed)
+    call = model.analyze if model.has_sentiment else model.predict
+    return time_calls(
+        call,
+        stream(texts, seed),
+        batch_posts,
+        seconds,
+        precision=model.precision,
+        threads=threads,
+        model=f"{model.name} {model.version}",
+    )
+
+
+def time_calls(
+    call: Callable[[list[str]], object],
+    source: Iterator[str],
+    batch_posts: int,
+    seconds: float,
+    *,
+    precision: str,
+    threads: int,
+    model: str,
+) -> BareFigures:
+    """Warm ``call`` up on 3 batches of ``source``, then call it on whole batches for ``seconds``; figures."""
     for _ in range(3):
-        run(list(itertools.islice(source, batch_posts)))
+        call(list(itertools.islice(source, batch_posts)))
     batch_rates, posts = [], 0
     cpu_began, began = time.process_time(), time.perf_counter()
     while (elapsed := time.perf_counter() - began) < seconds:
         batch = list(itertools.islice(source, batch_posts))
         t0 = time.perf_counter()
-        run(batch)
+        call(batch)
         batch_rates.append(len(batch) / (time.perf_counter() - t0))
         posts += len(batch)
     cpu_s = time.process_time() - cpu_began
@@ -58,9 +80,9 @@ def run(
         cpu_pct=round(100 * cpu_s / elapsed, 1),
         posts_per_cpu_s=round(posts / cpu_s, 1) if cpu_s else None,
         batch_posts=batch_posts,
-        precision=model.precision,
+        precision=precision,
         intra_op_threads=threads,
-        model=f"{model.name} {model.version}",
+        model=model,
     )
 
 

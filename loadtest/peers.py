@@ -23,11 +23,9 @@ call, seconds per model call). ``python -m loadtest.peers bare PEER`` measures i
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -36,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
+from loadtest.bare import time_calls
 from loadtest.corpus import load_corpus, stream
 from loadtest.schema import BareFigures
 
@@ -175,32 +174,10 @@ def serve(peer: str) -> int:
 
 def bare(peer: str, texts: list[str], threads: int, seconds: float, seed: int, batch: int) -> BareFigures:
     """Posts/s of the peer's model call alone on batches of ``batch`` texts (the naive peer: one by one)."""
-    checkpoint = os.environ.get(CHECKPOINT_ENV)
-    annotate = annotator(peer, threads, checkpoint)
+    annotate = annotator(peer, threads, os.environ.get(CHECKPOINT_ENV))
     batch = 1 if peer == "naive" else batch
-    source = stream(texts, seed)
-    for _ in range(3):
-        annotate(list(itertools.islice(source, batch)))
-    batch_rates, posts = [], 0
-    cpu_began, began = time.process_time(), time.perf_counter()
-    while (elapsed := time.perf_counter() - began) < seconds:
-        texts_now = list(itertools.islice(source, batch))
-        t0 = time.perf_counter()
-        annotate(texts_now)
-        batch_rates.append(len(texts_now) / (time.perf_counter() - t0))
-        posts += len(texts_now)
-    cpu_s = time.process_time() - cpu_began
-    return BareFigures(
-        posts_per_s=round(posts / elapsed, 1),
-        median_batch_posts_per_s=round(statistics.median(batch_rates), 1),
-        posts=posts,
-        seconds=round(elapsed, 2),
-        cpu_pct=round(100 * cpu_s / elapsed, 1),
-        posts_per_cpu_s=round(posts / cpu_s, 1) if cpu_s else None,
-        batch_posts=batch,
-        precision="fp32",
-        intra_op_threads=threads,
-        model=peer,
+    return time_calls(
+        annotate, stream(texts, seed), batch, seconds, precision="fp32", threads=threads, model=peer
     )
 
 

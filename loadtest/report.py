@@ -33,6 +33,7 @@ from loadtest.schema import (
     ResultFiles,
     ScenarioResult,
     SoakDoc,
+    VerdictRecord,
     WorkersDoc,
     find_step,
 )
@@ -595,14 +596,21 @@ def _pinned_section(doc: PinnedDoc) -> list[str]:
         "",
         "Search steps, workers only, then with the aggregator:",
         "",
-        "| search | offered posts/s | p99 ms | verdict |",
-        "| --- | --- | --- | --- |",
+        *_search_rows(
+            "search", [("workers only", f["search"]), ("with aggregator", f["search_with_aggregator"])]
+        ),
     ]
-    for name, search in (("workers only", f["search"]), ("with aggregator", f["search_with_aggregator"])):
+    return [*lines, ""]
+
+
+def _search_rows(column: str, searches: list[tuple[str, list[VerdictRecord]]]) -> list[str]:
+    """A table of search steps, one row per step, the first column naming its search."""
+    rows = [f"| {column} | offered posts/s | p99 ms | verdict |", "| --- | --- | --- | --- |"]
+    for name, search in searches:
         for v in search:
             verdict = "sustained" if v["sustained"] else v["reason"]
-            lines.append(f"| {name} | {_num(v['offered_rate'])} | {_num(v['p99_ms'])} | {verdict} |")
-    return [*lines, ""]
+            rows.append(f"| {name} | {_num(v['offered_rate'])} | {_num(v['p99_ms'])} | {verdict} |")
+    return rows
 
 
 def _peers_section(doc: PeersDoc) -> list[str]:
@@ -646,13 +654,8 @@ def _peers_section(doc: PeersDoc) -> list[str]:
         "",
         "Search steps:",
         "",
-        "| system | offered posts/s | p99 ms | verdict |",
-        "| --- | --- | --- | --- |",
+        *_search_rows("system", [(run["peer"], run["search"]) for run in runs]),
     ]
-    for run in runs:
-        for v in run["search"]:
-            verdict = "sustained" if v["sustained"] else v["reason"]
-            lines.append(f"| {run['peer']} | {_num(v['offered_rate'])} | {_num(v['p99_ms'])} | {verdict} |")
     return [*lines, ""]
 
 
