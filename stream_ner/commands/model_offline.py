@@ -170,9 +170,15 @@ def run_export(args: argparse.Namespace) -> int:
 
     precisions = tuple(p.strip() for p in args.precision.split(",") if p.strip())
     src = args.src
+    name, version = None, "0"
     if args.no_fusions and is_artifact(src):  # an artifact keeps only its fused graph: retrace its weights
+        import json
+
+        from stream_ner.model import artifact
         from stream_ner.offline.recover import checkpoint_from_artifact
 
+        manifest = json.loads((Path(src) / artifact.MANIFEST).read_text())
+        name, version = manifest["name"], f"{manifest['version']}-unfused"
         src = checkpoint_from_artifact(
             Path(src), Path(args.out).with_name(Path(args.out).name + ".checkpoint")
         )
@@ -187,6 +193,8 @@ def run_export(args: argparse.Namespace) -> int:
             aggregation=args.aggregation,
             progress=progress,
             fusions=not args.no_fusions,
+            name=name,
+            version=version,
         )
     console = Console()
     console.print(
