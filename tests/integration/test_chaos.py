@@ -19,7 +19,9 @@ RATE = 20.0  # posts/s
 SECONDS = 60.0  # longer when recoveries are slow: until 10 s after the last
 
 
-@pytest.mark.timeout(300)
+# a hang guard, not a bound on recovery (the run's own checks bound each fault's): a quiet AVX2-only
+# 2-core machine takes about 190 s, and a loaded one more
+@pytest.mark.timeout(600)
 def test_chaos_short_loses_no_post_counts_none_twice_and_recovers_from_every_fault(
     kafka_cluster, tmp_path, report
 ):
