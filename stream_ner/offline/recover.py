@@ -107,9 +107,6 @@ def _torch_named_weights(graph: onnx.ModelProto) -> dict[str, np.ndarray]:
                 base = f"model.bert.encoder.layer.{match['layer']}.attention.self.{part}"
                 named[f"{base}.weight"] = weight[:, columns].T.copy()
                 named[f"{base}.bias"] = bias[columns].copy()
-    for name in ("shape_embedding.weight",):
-        if name in inits:
-            named[name] = inits[name]
     return named
 
 
