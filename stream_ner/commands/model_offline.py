@@ -113,6 +113,12 @@ def register(group: argparse._SubParsersAction) -> None:
         "as a share of the NER train posts (default 0: none)",
     )
     train.add_argument(
+        "--distant-supervision",
+        action="store_true",
+        help="also teach ORG and PRODUCT on every TweetEval train post that names a brand catalog name "
+        "or product, on those names only (needs --sentiment)",
+    )
+    train.add_argument(
         "--layers",
         type=int,
         default=0,
@@ -238,6 +244,7 @@ def run_train(args: argparse.Namespace) -> int:
         post_loss_weight=args.sentiment_loss_weight,
         target_loss_weight=args.sentiment_loss_weight,
         mention_replacement=args.mention_replacement,
+        distant_supervision=args.distant_supervision,
         layers=args.layers,
         teacher=str(args.teacher) if args.teacher else None,
         distill_weight=args.distill_weight,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -180,11 +180,45 @@ def word_tags(starts: Sequence[int], ends: Sequence[int], spans: Iterable[tuple[
     return tags
 
 
+def token_labels(
+    word_ids: np.ndarray,
+    offsets: np.ndarray,
+    spans: Iterable[tuple[int, int, str]],
+    specials: tuple[int, int],
+    *,
+    skip: Callable[[int, int], bool] | None = None,
+    partial: bool = False,
+) -> np.ndarray:
+    """Label ids per token, specials included, from gold character spans: a word's tag on its first subword.
+
+    ``specials`` is ``(prefix, suffix)`` token counts around the text's tokens. Later subwords and
+    specials get ``IGNORE``; so do the words ``skip(start, end)`` is true of and, when ``partial`` (a post
+    labelled only where its spans are), the words outside every span.
+    """
+    label_ids = {label: i for i, label in enumerate(ID2LABEL)}
+    words = sorted({int(w) for w in word_ids if w >= 0})
+    bounds = {w: (int(offsets[word_ids == w, 0].min()), int(offsets[word_ids == w, 1].max())) for w in words}
+    tagged = word_tags([bounds[w][0] for w in words], [bounds[w][1] for w in words], spans)
+    tags = dict(zip(words, tagged, strict=True))
+    prefix, suffix = specials
+    labels = np.full(len(word_ids) + prefix + suffix, IGNORE, dtype=np.int64)
+    seen: set[int] = set()
+    for t, w in enumerate(int(x) for x in word_ids):
+        if w < 0 or w in seen:
+            continue
+        seen.add(w)
+        if skip is not None and skip(*bounds[w]):
+            continue
+        if partial and tags[w] == "O":
+            continue
+        labels[prefix + t] = label_ids[tags[w]]
+    return labels
+
+
 def build_examples(
     records: list[Record], tokenizer: WindowTokenizer, *, max_length: int, corpus: str | None = None
 ) -> list[Example]:
     """Examples of ``records`` (truncated to ``max_length`` tokens with specials), in order."""
-    label_ids = {label: i for i, label in enumerate(ID2LABEL)}
     encoded = tokenizer.encode([r.text for r in records])
     room = max_length - tokenizer.specials
     p, q = len(tokenizer.prefix_ids), len(tokenizer.suffix_ids)
@@ -196,26 +230,16 @@ def build_examples(
         n = min(len(enc), room)
         word_ids = enc.word_ids[:n]
         offsets = enc.offsets[:n]
-        words = sorted({int(w) for w in word_ids if w >= 0})
-        spans = {
-            w: (int(offsets[word_ids == w, 0].min()), int(offsets[word_ids == w, 1].max())) for w in words
-        }
-        tagged = word_tags([spans[w][0] for w in words], [spans[w][1] for w in words], record.spans)
-        tags = dict(zip(words, tagged, strict=True))
         unannotated = (
             [] if conv.annotates_handles else [(m.start(), m.end()) for m in _HANDLE.finditer(record.text)]
         )
-        labels = np.full(n + p + q, IGNORE, dtype=np.int64)
-        seen: set[int] = set()
-        for t in range(n):
-            w = int(word_ids[t])
-            if w < 0 or w in seen:
-                continue
-            seen.add(w)
-            ws, we = spans[w]
-            if any(hs <= ws and we <= he for hs, he in unannotated):
-                continue
-            labels[p + t] = label_ids[tags[w]]
+        labels = token_labels(
+            word_ids,
+            offsets,
+            record.spans,
+            (p, q),
+            skip=lambda ws, we: any(hs <= ws and we <= he for hs, he in unannotated),  # noqa: B023
+        )
         ids = np.concatenate([tokenizer.prefix_ids, enc.ids[:n], tokenizer.suffix_ids])
         shapes = np.zeros(n + p + q, dtype=np.int64)
         if enc.shapes is not None:

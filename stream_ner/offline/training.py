@@ -9,11 +9,12 @@ sets, export to an artifact.
    (``stream_ner.offline.data``: per-corpus label masks, the @-mention policy) and, with sentiment, from
    ``<sentiment_data>/{tweeteval,dong14}/{train,dev}.jsonl`` (``stream_ner.offline.sentiment_data``);
 2. seed everything, then train a token classifier (``stream_ner.offline.modeling``, with sentiment heads
-   when asked) on the encoder with AdamW, linear warmup and decay. An epoch is every NER and Dong post
-   and a fresh sample of ``tweeteval_per_epoch`` TweetEval posts (and, with ``mention_replacement``, of
-   NER posts with their names swapped, ``stream_ner.offline.augment``), in length-bucketed batches of one
-   corpus each, shuffled; a batch contributes only the losses its corpus labels (tags, post or target
-   sentiment);
+   when asked) on the encoder with AdamW, linear warmup and decay. An epoch is every NER and Dong post,
+   a fresh sample of ``tweeteval_per_epoch`` TweetEval posts, with ``mention_replacement`` a fresh sample
+   of NER posts with their names swapped (``stream_ner.offline.augment``) and with
+   ``distant_supervision`` every TweetEval post that names a catalog brand, tagged there
+   (``stream_ner.offline.distant``); in length-bucketed batches of one corpus each, shuffled. A batch
+   contributes only the losses its corpus labels (tags, post or target sentiment);
 3. after each epoch score every dev set (NER: entity-level micro-F1; TweetEval: macro-averaged recall;
    Dong: target accuracy), log the scores as a line, keep the best checkpoint (``EpochResult``:
    the mean of the dev figures, among epochs whose NER F1 stays within ``ner_tolerance`` of
@@ -41,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from stream_ner.brands.linking import BrandLinker
 from stream_ner.errors import ConfigError
 from stream_ner.evaluation import Scores, score
 from stream_ner.offline.augment import name_pool, replaced_sample
@@ -56,6 +58,7 @@ from stream_ner.offline.data import (
     input_arrays,
     load_split,
 )
+from stream_ner.offline.distant import with_catalog_tags
 from stream_ner.offline.sentiment_data import (
     POST_CORPUS,
     SENTIMENT_LABELS,
@@ -67,6 +70,8 @@ from stream_ner.offline.sentiment_data import (
 from stream_ner.offline.sentiment_scores import post_scores, target_scores
 
 DATASETS = ("wnut17", "btc")
+CATALOG_CORPUS = "catalog"
+"""The group of TweetEval posts tagged from the brand catalog (``distant_supervision``)."""
 NER_REFERENCE = {"wnut17": 65.4, "btc": 67.1}
 """Dev micro-F1 (fp32) of the NER-only model this recipe replaced."""
 
@@ -100,6 +105,9 @@ class TrainConfig:
     mention_replacement: float = 0.0
     """Posts with their entity names swapped (``stream_ner.offline.augment``) added to each epoch, as a
     share of the NER train posts; drawn afresh per epoch, trained on gold tags only (no teacher)."""
+    distant_supervision: bool = False
+    """Add to each epoch every TweetEval train post that names a catalog brand or product, tagged ORG or
+    PRODUCT on those names only (``stream_ner.offline.distant``; needs ``sentiment``)."""
     layers: int = 0
     """Transformer layers of the student (0: all the encoder's; fewer: ``modeling.keep_layers``)."""
     teacher: str | None = None
@@ -486,11 +494,18 @@ def train(
             )
     if config.teacher:
         _attach_teacher(config, work, tokenizer.pad_id, {**groups, POST_CORPUS: post_pool}, note)
+    if config.distant_supervision:
+        if not post_pool:
+            raise ConfigError("distant supervision needs sentiment training (it tags the TweetEval posts)")
+        specials = (len(tokenizer.prefix_ids), len(tokenizer.suffix_ids))
+        linker = BrandLinker.from_catalog()
+        groups[CATALOG_CORPUS] = with_catalog_tags(post_pool, linker, CATALOG_CORPUS, specials)
     per_epoch = min(config.tweeteval_per_epoch or len(post_pool), len(post_pool))
     weights = class_weights(post_pool) if config.post_class_weights == "balanced" and post_pool else None
     note(
         f"examples: NER {len(ner_train)}, TweetEval {per_epoch} of {len(post_pool)} per epoch, "
-        f"Dong {len(groups.get(TARGET_CORPUS, []))}; post class weights {weights}"
+        f"Dong {len(groups.get(TARGET_CORPUS, []))}, catalog-tagged {len(groups.get(CATALOG_CORPUS, []))}; "
+        f"post class weights {weights}"
     )
 
     # 2. model and optimiser
@@ -581,7 +596,8 @@ def train(
                 torch.nn.utils.clip_grad_norm_(classifier.parameters(), 1.0)
                 optimiser.step()
                 losses.append(loss.item())
-                task_name = chunk[0].corpus if chunk[0].corpus in (POST_CORPUS, TARGET_CORPUS) else "ner"
+                corpus = chunk[0].corpus
+                task_name = corpus if corpus in (POST_CORPUS, TARGET_CORPUS, CATALOG_CORPUS) else "ner"
                 parts.setdefault(task_name, []).append(loss.item())
                 step += 1
                 if len(losses) % 20 == 0:
