@@ -15,7 +15,13 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from stream_ner.evaluation import NoveltyScores, exact_post_accuracy, known_surfaces, score_by_novelty
+from stream_ner.evaluation import (
+    NoveltyScores,
+    exact_post_accuracy,
+    known_surfaces,
+    score_by_novelty,
+    surface_key,
+)
 
 Predictor = Callable[[list[str]], list[list[tuple[int, int, str]]]]
 
@@ -30,6 +36,12 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="training JSONL whose entities count as seen, for every file (repeatable; default: the "
         "train.jsonl next to each file, if any)",
+    )
+    parser.add_argument(
+        "--seen-catalog",
+        action="store_true",
+        help="the shipped brand catalog's names, products, handles and cashtags count as seen too (for "
+        "a model trained with --distant-supervision)",
     )
 
 
@@ -55,10 +67,16 @@ def train_files(path: Path, explicit: Sequence[Path] | None) -> list[Path]:
 
 
 def report(
-    files: Sequence[Path], predictor: Predictor, labels: Sequence[str] | None, train: Sequence[Path] | None
+    files: Sequence[Path],
+    predictor: Predictor,
+    labels: Sequence[str] | None,
+    train: Sequence[Path] | None,
+    *,
+    seen_catalog: bool = False,
 ) -> dict[str, Any]:
     """Print and return, per file, the posts exactly right and (with training files) seen / unseen scores.
 
+    With ``seen_catalog`` the brand catalog's spellings count as seen beside the training files'.
     Keys are ``<folder>/<file>#novelty``, beside the keys ``evaluate_files`` gives the plain scores.
     """
     from rich.console import Console
@@ -85,12 +103,14 @@ def report(
         Console().print(f"{name}: posts exactly right {right}/{len(records)} ({100 * accuracy:.1f}%)")
         sources = train_files(path, train)
         if sources:
-            split = score_by_novelty(texts, gold, predicted, _known(tuple(sources)), scored)
-            print_novelty(
-                f"{name}: seen / unseen in {', '.join(f'{p.parent.name}/{p.name}' for p in sources)}", split
+            known = _known(tuple(sources)) | (_catalog_surfaces() if seen_catalog else frozenset())
+            split = score_by_novelty(texts, gold, predicted, known, scored)
+            seen_in = [f"{p.parent.name}/{p.name}" for p in sources] + (
+                ["brand catalog"] if seen_catalog else []
             )
+            print_novelty(f"{name}: seen / unseen in {', '.join(seen_in)}", split)
             entry |= {
-                "train": [f"{p.parent.name}/{p.name}" for p in sources],
+                "train": seen_in,
                 "seen": split.seen.as_dict(),
                 "unseen": split.unseen.as_dict(),
             }
@@ -104,6 +124,18 @@ def _known(paths: tuple[Path, ...]) -> frozenset[str]:
 
     records = [r for p in paths for r in read_jsonl(p)]
     return known_surfaces([r.text for r in records], [r.spans for r in records])
+
+
+@cache
+def _catalog_surfaces() -> frozenset[str]:
+    from stream_ner.brands.catalog import load_catalog
+
+    brands = load_catalog().brands.values()
+    return frozenset(
+        surface_key(name)
+        for b in brands
+        for name in (b.name, *b.aliases, *b.products, *b.handles, *b.hashtags, *b.cashtags)
+    )
 
 
 def print_novelty(title: str, split: NoveltyScores) -> None:

@@ -152,7 +152,9 @@ def run_eval(args: argparse.Namespace) -> int:
         for name, scores in results.items():
             print_scores(name, scores)
         output.update({k: v.as_dict() for k, v in results.items()})
-        output.update(model_novelty.report(ner_files, predictor, labels, args.train))
+        output.update(
+            model_novelty.report(ner_files, predictor, labels, args.train, seen_catalog=args.seen_catalog)
+        )
     if sentiment_files:
         if model is None:
             raise ConfigError("--baseline spacy scores NER files only; sentiment files need the model")

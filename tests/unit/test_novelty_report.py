@@ -60,3 +60,20 @@ def test_report_splits_by_the_train_split_beside_each_file(tmp_path: Path) -> No
     assert (unseen["tp"], unseen["fp"], unseen["fn"]) == (0, 1, 1)  # Acme missed, "nothing" made up
     lone = report([dev], predictor, ["ORG"], [tmp_path / "c" / "dev.jsonl"])["c/dev.jsonl#novelty"]
     assert lone["unseen"]["micro"]["support"] == 0  # every dev entity is "seen" in itself
+
+
+def test_with_seen_catalog_the_catalog_names_count_as_seen(tmp_path: Path) -> None:
+    write(tmp_path / "c" / "train.jsonl", [("I love nike", [(7, 11, "ORG")])])
+    dev = write(
+        tmp_path / "c" / "dev.jsonl", [("my PS5 and my Zorblat", [(3, 6, "PRODUCT"), (14, 21, "PRODUCT")])]
+    )
+
+    def predictor(texts: list[str]) -> list[list[tuple[int, int, str]]]:
+        return [[(3, 6, "PRODUCT")] for _ in texts]
+
+    plain = report([dev], predictor, None, None)["c/dev.jsonl#novelty"]
+    assert plain["unseen"]["PRODUCT"]["support"] == 2 and plain["seen"]["PRODUCT"]["support"] == 0
+    with_catalog = report([dev], predictor, None, None, seen_catalog=True)["c/dev.jsonl#novelty"]
+    assert with_catalog["train"] == ["c/train.jsonl", "brand catalog"]
+    seen, unseen = with_catalog["seen"]["PRODUCT"], with_catalog["unseen"]["PRODUCT"]
+    assert (seen["tp"], seen["fn"], unseen["tp"], unseen["fn"]) == (1, 0, 0, 1)  # PS5 is a catalog product
