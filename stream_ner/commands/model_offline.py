@@ -8,6 +8,8 @@ handler first checks the extra (``extras.require``), so a missing one is one lin
 from __future__ import annotations
 
 import argparse
+import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 
 from stream_ner.extras import require
@@ -174,19 +176,22 @@ def run_export(args: argparse.Namespace) -> int:
 
     precisions = tuple(p.strip() for p in args.precision.split(",") if p.strip())
     src = args.src
-    name, version = None, "0"
-    if args.no_fusions and is_artifact(src):  # an artifact keeps only its fused graph: retrace its weights
-        import json
+    name, version, extra = None, "0", None
+    with ExitStack() as stack:
+        if args.no_fusions and is_artifact(
+            src
+        ):  # an artifact keeps only its fused graph: retrace its weights
+            import json
 
-        from stream_ner.model import artifact
-        from stream_ner.offline.recover import checkpoint_from_artifact
+            from stream_ner.model import artifact
+            from stream_ner.offline.recover import checkpoint_from_artifact
 
-        manifest = json.loads((Path(src) / artifact.MANIFEST).read_text())
-        name, version = manifest["name"], f"{manifest['version']}-unfused"
-        src = checkpoint_from_artifact(
-            Path(src), Path(args.out).with_name(Path(args.out).name + ".checkpoint")
-        )
-    with Progress() as progress:
+            manifest = json.loads((Path(src) / artifact.MANIFEST).read_text())
+            name, version = manifest["name"], f"{manifest['version']}-unfused"
+            extra = {"source": f"{manifest.get('source', name)}; weights recovered from its fp32 graph"}
+            scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="stream-ner-recovered-")))
+            src = checkpoint_from_artifact(Path(src), scratch / "checkpoint")
+        progress = stack.enter_context(Progress())
         report = export(
             src,
             args.out,
@@ -199,6 +204,7 @@ def run_export(args: argparse.Namespace) -> int:
             fusions=not args.no_fusions,
             name=name,
             version=version,
+            extra_manifest=extra,
         )
     console = Console()
     console.print(
