@@ -58,7 +58,7 @@ from stream_ner.offline.data import (
     input_arrays,
     load_split,
 )
-from stream_ner.offline.distant import with_catalog_tags
+from stream_ner.offline.distant import corpus_conventions, with_catalog_tags
 from stream_ner.offline.sentiment_data import (
     POST_CORPUS,
     SENTIMENT_LABELS,
@@ -499,7 +499,8 @@ def train(
             raise ConfigError("distant supervision needs sentiment training (it tags the TweetEval posts)")
         specials = (len(tokenizer.prefix_ids), len(tokenizer.suffix_ids))
         linker = BrandLinker.from_catalog()
-        groups[CATALOG_CORPUS] = with_catalog_tags(post_pool, linker, CATALOG_CORPUS, specials)
+        conventions = corpus_conventions(ner_records)
+        groups[CATALOG_CORPUS] = with_catalog_tags(post_pool, linker, CATALOG_CORPUS, specials, conventions)
     per_epoch = min(config.tweeteval_per_epoch or len(post_pool), len(post_pool))
     weights = class_weights(post_pool) if config.post_class_weights == "balanced" and post_pool else None
     note(

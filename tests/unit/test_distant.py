@@ -7,8 +7,8 @@ import pytest
 
 from stream_ner.brands.linking import BrandLinker
 from stream_ner.model.windows import WindowTokenizer
-from stream_ner.offline.data import ID2LABEL, IGNORE, TeacherOutputs
-from stream_ner.offline.distant import catalog_spans, spelling_labels, with_catalog_tags
+from stream_ner.offline.data import ID2LABEL, IGNORE, Record, TeacherOutputs
+from stream_ner.offline.distant import catalog_spans, corpus_conventions, spelling_labels, with_catalog_tags
 from stream_ner.offline.sentiment_data import SentimentRecord, build_sentiment_examples
 from tests.unit.test_windows import tokenizer_path
 
@@ -23,10 +23,11 @@ def linker() -> BrandLinker:
     return BrandLinker.from_catalog()
 
 
-def _found(text: str, linker: BrandLinker) -> list[tuple[str, str]]:
-    return [
-        (text[s:e], label) for s, e, label in catalog_spans(text, linker, spelling_labels(linker.catalog))
-    ]
+def _found(
+    text: str, linker: BrandLinker, conventions: dict[str, str] | None = None
+) -> list[tuple[str, str]]:
+    spans = catalog_spans(text, linker, spelling_labels(linker.catalog), conventions)
+    return [(text[s:e], label) for s, e, label in spans]
 
 
 def test_names_are_org_products_product_and_handles_keep_their_at(linker: BrandLinker) -> None:
@@ -72,4 +73,27 @@ def test_only_the_catalog_words_are_in_the_tag_loss_and_sentiment_is_not_repeate
     assert [(text[s:e], label) for s, e, label in tagged.record.spans] == [
         ("Apple Watch", "PRODUCT"),
         ("Nike", "ORG"),
+    ]
+
+
+def test_the_training_corpora_label_wins_where_a_corpus_with_both_labels_has_one(linker: BrandLinker) -> None:
+    records = [
+        Record("1", "Facebook is down, so is YouTube", ((0, 8, "ORG"), (24, 31, "ORG")), "wnut17/train"),
+        Record("2", "my facebook and Youtube", ((3, 11, "ORG"), (16, 23, "PRODUCT")), "wnut17/train"),
+        Record("3", "@Instagram and Instagram", ((0, 10, "ORG"), (15, 24, "ORG")), "btc/train"),  # no PRODUCT
+        Record("4", "Nike the goddess", ((0, 4, "PER"),), "wnut17/train"),
+    ]
+    conventions = corpus_conventions(records)
+    assert conventions == {"facebook": "ORG", "youtube": "ORG", "nike": "PER"}  # ties: first seen
+    text = "Facebook, YouTube, Instagram and Nike"
+    assert _found(text, linker) == [
+        ("Facebook", "PRODUCT"),
+        ("YouTube", "PRODUCT"),
+        ("Instagram", "PRODUCT"),
+        ("Nike", "ORG"),
+    ]
+    assert _found(text, linker, conventions) == [
+        ("Facebook", "ORG"),
+        ("YouTube", "ORG"),
+        ("Instagram", "PRODUCT"),
     ]
