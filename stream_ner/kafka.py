@@ -4,6 +4,8 @@
   go through Python logging instead: every client built here gets ``logger`` =
   ``librdkafka_logger()``, whose ``Deduplicate`` filter lets the first of a kind through and then one
   summary per five minutes while it repeats.
+- ``deduplicate_loggers`` does the same for another client library's loggers (aiokafka's, which the
+  aggregator uses through faust, log an ERROR per retry while a broker is down).
 - ``BrokerWatch`` turns librdkafka's error callback into one clear line when the cluster cannot be
   reached (with the address and what to do), and one when it is reached again; librdkafka keeps
   retrying on its own, so a long-running client (the worker) just waits quietly. Refused credentials or
@@ -83,6 +85,20 @@ def librdkafka_logger() -> logging.Logger:
     if not any(isinstance(f, Deduplicate) for f in logger.filters):
         logger.addFilter(Deduplicate())
     return logger
+
+
+def deduplicate_loggers(prefix: str) -> list[str]:
+    """Give every logger named ``prefix`` or ``prefix.*`` that exists now a ``Deduplicate`` filter.
+
+    For a library that logs an ERROR per retry while a broker is down (aiokafka, under the aggregator):
+    import it first, so its module loggers exist. Returns the loggers' names.
+    """
+    names = sorted(n for n in logging.root.manager.loggerDict if n == prefix or n.startswith(prefix + "."))
+    for name in names:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, Deduplicate) for f in logger.filters):
+            logger.addFilter(Deduplicate())
+    return names
 
 
 def client_config(kafka: KafkaSettings) -> dict[str, Any]:

@@ -39,6 +39,7 @@ from stream_ner.aggregate.redis_sink import RedisSink
 from stream_ner.aggregate.stages import Stages
 from stream_ner.aggregate.topic_sink import TopicSink
 from stream_ner.errors import ConfigError, KafkaUnavailable
+from stream_ner.kafka import deduplicate_loggers
 from stream_ner.settings import KafkaSettings, Settings
 from stream_ner.topics import TopicSpec
 
@@ -323,5 +324,8 @@ def run_worker(settings: Settings) -> int:
     ensure_internal_topics(settings)
     app = build_app(settings, metrics)
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), redirect_stdouts=False)
+    import aiokafka  # noqa: F401  (faust's transport: its module loggers exist once it is imported)
+
+    deduplicate_loggers("aiokafka")  # a broker outage: the first line of each kind, then a count per 5 min
     worker.execute_from_commandline()
     return 0

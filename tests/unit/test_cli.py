@@ -216,3 +216,27 @@ def test_one_broker_of_three_refusing_connections_is_a_warning_not_an_outage(cap
         f"(127.0.0.1:9093/2: Connection refused); retrying in the background; {HINT}"
     ]
     assert watch.down
+
+
+def test_aiokafka_retry_errors_are_deduplicated_like_librdkafkas():
+    import aiokafka  # noqa: F401  (its module loggers exist once imported)
+
+    from stream_ner.kafka import deduplicate_loggers
+
+    names = deduplicate_loggers("aiokafka")
+    assert {"aiokafka", "aiokafka.conn", "aiokafka.consumer.fetcher"} <= set(names)
+    assert deduplicate_loggers("aiokafka") == names  # idempotent: still one filter each
+    assert all(sum(isinstance(f, Deduplicate) for f in logging.getLogger(n).filters) == 1 for n in names)
+    caught: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: caught.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("aiokafka")
+    logger.addHandler(handler)
+    try:
+        for attempt in range(20):  # aiokafka's line per retry while the broker is down
+            logger.error(
+                "Unable connect to node with id %s: %s", 1, f"[Errno 111] Connect call failed {attempt}"
+            )
+    finally:
+        logger.removeHandler(handler)
+    assert caught == ["Unable connect to node with id 1: [Errno 111] Connect call failed 0"]
