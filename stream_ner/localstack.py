@@ -229,11 +229,18 @@ def fetch_kafka() -> Path:
 
 def find(kind: Kind, name: str) -> LocalService | None:
     """The named instance if it is running, else ``None``."""
+    service = recorded(kind, name)
+    return service if service is not None and service.running() else None
+
+
+def recorded(kind: Kind, name: str) -> LocalService | None:
+    """The named instance as last recorded, running or not; ``None`` when there is none.
+
+    A Kafka whose brokers were all stopped with ``stop_node`` is recorded but not running: its data
+    waits for ``start_node``.
+    """
     state_file = state_dir() / f"{kind}-{name}.env"
-    if not state_file.is_file():
-        return None
-    service = _read_state(kind, state_file)
-    return service if service.running() else None
+    return _read_state(kind, state_file) if state_file.is_file() else None
 
 
 def _start(

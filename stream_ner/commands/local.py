@@ -78,6 +78,8 @@ def run_down(args: argparse.Namespace) -> int:
     for kind in ("kafka", "redis"):
         service = localstack.find(kind, _NAME)
         if service is None:
+            if (stopped := localstack.recorded(kind, _NAME)) is not None:
+                stopped.stop()  # a Kafka whose brokers were all stopped: its kept data goes too
             print(f"{kind:6} not running")
         else:
             service.stop()
@@ -109,18 +111,21 @@ def run_stop_node(args: argparse.Namespace) -> int:
 
 
 def run_start_node(args: argparse.Namespace) -> int:
-    """Start a stopped broker again and wait until it serves."""
-    kafka = _cluster(args.node).start_node(args.node)
+    """Start a stopped broker again and wait until it serves (also the last one of the cluster)."""
+    kafka = _cluster(args.node, stopped=True).start_node(args.node)
     node = next(n for n in kafka.nodes if n.node_id == args.node)
     print(f"kafka node {args.node} at {node.address} (pid {node.pid}, logs {node.log})")
     return 0
 
 
-def _cluster(node: int):  # type: ignore[no-untyped-def]
-    """The running 'local up' Kafka, checked to have broker ``node``."""
+def _cluster(node: int, *, stopped: bool = False):  # type: ignore[no-untyped-def]
+    """The running 'local up' Kafka, checked to have broker ``node``.
+
+    With ``stopped``, also one whose brokers were all stopped (``stop-node``).
+    """
     from stream_ner import localstack
 
-    kafka = localstack.find("kafka", _NAME)
+    kafka = localstack.find("kafka", _NAME) or (localstack.recorded("kafka", _NAME) if stopped else None)
     if kafka is None:
         raise localstack.LocalStackError("no local Kafka is running; start one with `stream-ner local up`")
     if not any(n.node_id == node for n in kafka.nodes):
