@@ -28,7 +28,7 @@ from stream_ner.brands.catalog import Catalog
 from stream_ner.brands.linking import BrandLinker
 from stream_ner.brands.normalize import fold
 from stream_ner.evaluation import surface_key
-from stream_ner.offline.data import IGNORE, Example, Record, corpus_of, token_labels
+from stream_ner.offline.data import IGNORE, Example, Record, TeacherOutputs, corpus_of, token_labels
 
 Span = tuple[int, int, str]
 
@@ -94,9 +94,9 @@ def with_catalog_tags(
     """Copies of the ``examples`` that have a catalog match, tagged on its words only (see the module).
 
     ``specials`` is the tokenizer's ``(prefix, suffix)`` token counts; ``conventions`` as for
-    ``catalog_spans``. The copies belong to ``corpus``,
-    keep their teacher outputs and drop their sentiment labels (the originals still teach those), so a
-    post's sentiment is not counted twice in an epoch.
+    ``catalog_spans``. The copies belong to ``corpus`` and keep the teacher's tag logits; they drop the
+    sentiment labels and the teacher's sentiment outputs (the originals still teach those), so a post's
+    sentiment is not counted twice in an epoch.
     """
     labels = spelling_labels(linker.catalog)
     out = []
@@ -116,6 +116,7 @@ def with_catalog_tags(
                 post_label=IGNORE,
                 target_labels=None,
                 target_spans=(),
+                teacher=TeacherOutputs(ex.teacher.tags) if ex.teacher is not None else None,
             )
         )
     return out

@@ -58,11 +58,14 @@ def test_only_the_catalog_words_are_in_the_tag_loss_and_sentiment_is_not_repeate
         SentimentRecord("2", "what a lovely day", "positive", (), "tweeteval/train"),
     ]
     examples = build_sentiment_examples(records, tok, max_length=128, corpus="tweeteval")
-    teacher = TeacherOutputs(np.zeros((len(examples[0].input_ids), len(ID2LABEL)), dtype=np.float16))
-    examples[0].teacher = teacher
+    width = len(examples[0].input_ids)
+    tags = np.zeros((width, len(ID2LABEL)), dtype=np.float16)
+    examples[0].teacher = TeacherOutputs(tags, np.zeros(3, np.float16), np.zeros((width, 3), np.float16))
     specials = (len(tok.prefix_ids), len(tok.suffix_ids))
     (tagged,) = with_catalog_tags(examples, linker, "catalog", specials)
-    assert tagged.corpus == "catalog" and tagged.post_label == IGNORE and tagged.teacher is teacher
+    assert tagged.corpus == "catalog" and tagged.post_label == IGNORE
+    assert tagged.teacher is not None and tagged.teacher.tags is tags, "the teacher's tags stay"
+    assert tagged.teacher.post is None and tagged.teacher.target is None, "its sentiment goes with the labels"
     assert examples[0].post_label != IGNORE and (examples[0].labels == IGNORE).all(), (
         "the original is unchanged"
     )
