@@ -308,6 +308,7 @@ def _start_outbox(app: Any, outbox: Outbox, stages: Stages, state: Any) -> None:
 
 def run_worker(settings: Settings) -> int:
     """Run the aggregation stage until SIGINT/SIGTERM; returns the exit code."""
+    import aiokafka  # noqa: F401  (faust's transport; its module loggers exist once it is imported)
     import faust
     from prometheus_client import start_http_server
 
@@ -324,8 +325,6 @@ def run_worker(settings: Settings) -> int:
     ensure_internal_topics(settings)
     app = build_app(settings, metrics)
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), redirect_stdouts=False)
-    import aiokafka  # noqa: F401  (faust's transport: its module loggers exist once it is imported)
-
     deduplicate_loggers("aiokafka")  # a broker outage: the first line of each kind, then a count per 5 min
     worker.execute_from_commandline()
     return 0
