@@ -79,7 +79,7 @@ def run_down(args: argparse.Namespace) -> int:
         service = localstack.find(kind, _NAME)
         if service is None:
             if (stopped := localstack.recorded(kind, _NAME)) is not None:
-                stopped.stop()  # a Kafka whose brokers were all stopped: its kept data goes too
+                stopped.stop()  # recorded, not running (all brokers stopped): its kept data goes
             print(f"{kind:6} not running")
         else:
             service.stop()

@@ -178,9 +178,8 @@ def run_export(args: argparse.Namespace) -> int:
     src = args.src
     name, version, extra = None, "0", None
     with ExitStack() as stack:
-        if args.no_fusions and is_artifact(
-            src
-        ):  # an artifact keeps only its fused graph: retrace its weights
+        if args.no_fusions and is_artifact(src):
+            # an artifact keeps only its fused graph: rebuild the checkpoint and trace it again
             import json
 
             from stream_ner.model import artifact
