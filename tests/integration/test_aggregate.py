@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 import redis
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from stream_ner.brands.normalize import fold
@@ -698,15 +698,20 @@ def recount(events: list[EntityEvent], top_n: int = 10) -> dict[str, dict[str, A
 def first_events(
     bootstrap: str, topic: str, posts: int, timeout: float = 240.0
 ) -> tuple[list[EntityEvent], int]:
-    """Read ``topic`` until every post has an event; the first event of each (lowest offset) and the total."""
+    """Read ``topic`` until every post has an event; the first event of each (lowest offset) and the total.
+
+    Every partition is assigned directly, from its beginning, not through a consumer group: the observer
+    must not wait on a group coordinator, which a broker fault can leave loading for minutes.
+    """
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
-            "group.id": f"recount-{time.time_ns()}",
-            "auto.offset.reset": "earliest",
+            "group.id": f"recount-{time.time_ns()}",  # required by the client; no group is joined
+            "enable.auto.commit": False,
         }
     )
-    consumer.subscribe([topic])
+    partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(partitions)])
     first: dict[str, EntityEvent] = {}
     total, deadline, quiet = 0, time.monotonic() + timeout, None
     try:
