@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -186,14 +186,14 @@ def token_labels(
     spans: Iterable[tuple[int, int, str]],
     specials: tuple[int, int],
     *,
-    skip: Callable[[int, int], bool] | None = None,
+    unannotated: Sequence[tuple[int, int]] = (),
     partial: bool = False,
 ) -> np.ndarray:
     """Label ids per token, specials included, from gold character spans: a word's tag on its first subword.
 
     ``specials`` is ``(prefix, suffix)`` token counts around the text's tokens. Later subwords and
-    specials get ``IGNORE``; so do the words ``skip(start, end)`` is true of and, when ``partial`` (a post
-    labelled only where its spans are), the words outside every span.
+    specials get ``IGNORE``; so do the words inside an ``unannotated`` character range and, when
+    ``partial`` (a post labelled only where its spans are), the words outside every span.
     """
     label_ids = {label: i for i, label in enumerate(ID2LABEL)}
     words = sorted({int(w) for w in word_ids if w >= 0})
@@ -207,7 +207,8 @@ def token_labels(
         if w < 0 or w in seen:
             continue
         seen.add(w)
-        if skip is not None and skip(*bounds[w]):
+        ws, we = bounds[w]
+        if any(hs <= ws and we <= he for hs, he in unannotated):
             continue
         if partial and tags[w] == "O":
             continue
@@ -233,13 +234,7 @@ def build_examples(
         unannotated = (
             [] if conv.annotates_handles else [(m.start(), m.end()) for m in _HANDLE.finditer(record.text)]
         )
-        labels = token_labels(
-            word_ids,
-            offsets,
-            record.spans,
-            (p, q),
-            skip=lambda ws, we: any(hs <= ws and we <= he for hs, he in unannotated),  # noqa: B023
-        )
+        labels = token_labels(word_ids, offsets, record.spans, (p, q), unannotated=unannotated)
         ids = np.concatenate([tokenizer.prefix_ids, enc.ids[:n], tokenizer.suffix_ids])
         shapes = np.zeros(n + p + q, dtype=np.int64)
         if enc.shapes is not None:
