@@ -81,7 +81,11 @@ class Deduplicate(logging.Filter):
 
 def librdkafka_logger() -> logging.Logger:
     """The logger librdkafka's lines go to (``LOGGER_NAME``), deduplicated."""
-    logger = logging.getLogger(LOGGER_NAME)
+    return _deduplicated(logging.getLogger(LOGGER_NAME))
+
+
+def _deduplicated(logger: logging.Logger) -> logging.Logger:
+    """``logger`` with a ``Deduplicate`` filter (added once, however often this is called)."""
     if not any(isinstance(f, Deduplicate) for f in logger.filters):
         logger.addFilter(Deduplicate())
     return logger
@@ -95,9 +99,7 @@ def deduplicate_loggers(prefix: str) -> list[str]:
     """
     names = sorted(n for n in logging.root.manager.loggerDict if n == prefix or n.startswith(prefix + "."))
     for name in names:
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, Deduplicate) for f in logger.filters):
-            logger.addFilter(Deduplicate())
+        _deduplicated(logging.getLogger(name))
     return names
 
 
