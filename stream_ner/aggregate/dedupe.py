@@ -8,8 +8,9 @@ later event with the same post id is skipped, whatever it says.
 
 State, changelogged (one changelog partition per ``entities`` partition) and restored after a crash::
 
-    ["post", post_id]   Marker: offset of the post's first event, stream time from which it may be dropped
-    ["clock"]           Clock: largest event time seen on the partition
+    ["post", post_id]      Marker: offset of the post's first event, stream time from which it may be dropped
+    ["clock", partition]   Clock: largest event time seen on the partition (the partition is in the key:
+                           faust restores every partition of a table into one mapping)
 
 Exactness after a crash. The input is replayed from the last committed offset, and the changelog holds a
 prefix of the writes made since (faust flushes the producer before it commits).
@@ -41,7 +42,10 @@ from typing import Any
 Write = tuple[str, Any]
 """A changelog write: key and JSON value, or ``None`` to delete the key."""
 
-CLOCK_KEY = json.dumps(["clock"])
+
+def clock_key(partition: int) -> str:
+    """Changelog key of a partition's clock."""
+    return json.dumps(["clock", partition])
 
 
 def post_key(post_id: str) -> str:
@@ -92,7 +96,8 @@ class FirstEvents:
         """The changelog writes since the last call, then the clock and the expired markers' deletions."""
         writes, self._writes = self._writes, []
         if self.clock_ms is not None:
-            writes.append((CLOCK_KEY, {"partition": self.partition, "clock_ms": self.clock_ms}))
+            clock = {"partition": self.partition, "clock_ms": self.clock_ms}
+            writes.append((clock_key(self.partition), clock))
             while self._expiry and self._expiry[0][0] <= self.clock_ms:
                 _, post_id = heapq.heappop(self._expiry)
                 marker = self.markers.get(post_id)
@@ -110,8 +115,9 @@ class FirstEvents:
         state = cls(partition, horizon_ms)
         for raw_key, value in items:
             kind, *rest = json.loads(raw_key)
-            if kind == "clock":
-                state.clock_ms = int(value["clock_ms"])
+            if kind == "clock":  # also ["clock"], as written before the key named its partition
+                clock_ms = int(value["clock_ms"])
+                state.clock_ms = clock_ms if state.clock_ms is None else max(state.clock_ms, clock_ms)
             elif kind == "post":
                 marker = Marker(int(value["offset"]), int(value["expires_ms"]))
                 state.markers[rest[0]] = marker

@@ -13,7 +13,9 @@ last record applied to it::
                                               everywhere (``record``)
     ["high", brand, source]                   highest ``entities`` offset applied for the brand from
                                               entities partition ``source``
-    ["clock"]                                 Clock: stream time and the last by-brand offset applied
+    ["clock", partition]                      Clock: stream time and the last by-brand offset applied (the
+                                              partition in the key: faust restores every partition of a
+                                              table into one mapping)
 
 Derived in memory (rebuilt from the above after a restore): per open window, the distinct authors across
 its panes and the co-mention counters with an incremental top-N (``topn``).
@@ -76,7 +78,10 @@ Write = tuple[str, Any]
 WindowId = tuple[str, int, str]
 """``(family, start_ms, brand)`` of a window; panes are named the same way."""
 
-CLOCK_KEY = json.dumps(["clock"])
+
+def clock_key(partition: int) -> str:
+    """Changelog key of a partition's clock."""
+    return json.dumps(["clock", partition])
 
 
 def state_key(*parts: Any) -> str:
@@ -258,7 +263,7 @@ class PaneState:
         for brand, source in dirty_high:  # 3.
             value = {"partition": self.partition, "offset": self.high[(brand, source)]}
             done.writes.append((state_key("high", brand, source), value))
-        done.writes.append((CLOCK_KEY, self.clock.to_json(self.partition)))  # 1.
+        done.writes.append((clock_key(self.partition), self.clock.to_json(self.partition)))  # 1.
         return done
 
     def _count(
@@ -480,9 +485,11 @@ class PaneState:
         state = cls(partition, settings)
         for raw_key, value in items:
             kind, *rest = json.loads(raw_key)
-            if kind == "clock":
+            if kind == "clock":  # also ["clock"], as written before the key named its partition
                 sources = {int(k): int(v) for k, v in value["sources"].items()}
-                state.clock = Clock(int(value["offset"]), value["time_ms"], sources)
+                clock = Clock(int(value["offset"]), value["time_ms"], sources)
+                if clock.offset > state.clock.offset:
+                    state.clock = clock
             elif kind == "pane":
                 pane_id = (rest[0], int(rest[1]), rest[2])
                 state.panes[pane_id] = Pane.from_json(value)

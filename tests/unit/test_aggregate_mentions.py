@@ -129,6 +129,22 @@ def test_the_first_event_of_a_post_wins_and_its_replay_is_recognised():
     assert restored.judge("p1", offset=5, time_ms=1_000) is Verdict.REPLAYED_FIRST
 
 
+def test_every_partition_restores_its_own_clock_from_the_one_mapping_faust_restores_into():
+    table: dict = {}  # faust reads every changelog partition of a table into one mapping
+    states = [FirstEvents(partition=p, horizon_ms=60_000) for p in (0, 1)]
+    for p, state in enumerate(states):
+        state.judge(f"post-{p}", offset=0, time_ms=1_000 * (p + 1))
+        table.update(state.writes())
+    for p, state in enumerate(states):
+        mine = [(k, v) for k, v in table.items() if v["partition"] == p]
+        assert FirstEvents.restore(p, 60_000, mine).clock_ms == state.clock_ms == 1_000 * (p + 1)
+
+
+def test_a_clock_written_under_the_key_without_its_partition_is_still_restored():
+    restored = FirstEvents.restore(0, 60_000, [('["clock"]', {"partition": 0, "clock_ms": 5_000})])
+    assert restored.clock_ms == 5_000
+
+
 def test_post_markers_expire_after_the_horizon_of_stream_time():
     state = FirstEvents(partition=0, horizon_ms=60_000)
     state.judge("old", offset=0, time_ms=0)

@@ -97,6 +97,25 @@ def test_a_record_after_a_gap_in_the_offsets_is_reported():
     assert state.record(("1m", T0, "nike"))["posts"] == 3
 
 
+def test_every_partition_restores_its_own_clock_from_the_one_mapping_faust_restores_into():
+    """A key shared by partitions would keep one partition's clock: the others would restore none, with
+    rule 1 and the gap check off and the stream time lost."""
+    table: dict = {}  # faust reads every changelog partition of a table into one mapping
+    states = [PaneState(p, SETTINGS) for p in (0, 1)]
+    for p, state in enumerate(states):
+        stream = [mention(f"p{p}-{i}", f"brand{p}", i, source_offset=i) for i in range(3 + 2 * p)]
+        table.update(state.apply(records_of(stream)).writes)
+    for p, state in enumerate(states):
+        restored = PaneState.restore(p, SETTINGS, [(k, v) for k, v in table.items() if v["partition"] == p])
+        assert restored.clock == state.clock and restored.clock.offset == 2 + 2 * p
+
+
+def test_a_clock_written_under_the_key_without_its_partition_is_still_restored():
+    older = {"partition": 0, "offset": 4, "time_ms": T0, "sources": {"0": T0}}
+    restored = PaneState.restore(0, SETTINGS, [('["clock"]', older)])
+    assert (restored.clock.offset, restored.clock.time_ms) == (4, T0)
+
+
 def test_late_mentions_count_within_grace_and_closed_windows_are_frozen():
     state = PaneState(0, SETTINGS)
     stream = [
