@@ -13,8 +13,9 @@
     ├── TransientError         a dependency is unreachable for now (retried with backoff, never data loss)
     │   ├── KafkaUnavailable
     │   └── RedisUnavailable
-    ├── DeliveryError          the producer gave up on a record: the worker stops without storing offsets
-    │                          past it, so the input is processed again after restart
+    ├── DeliveryError          the producer gave up on a record: the worker (or the aggregator) stops
+    │                          without storing offsets past it, so the input is processed again after
+    │                          restart
     ├── MissingExtra           an optional part (the aggregator, training, export) is used without the
     │                          extra that installs it; the message names the ``pip install`` to run
     └── LocalStackError        the local Kafka or Redis of ``stream-ner local``/``demo``/tests could not be

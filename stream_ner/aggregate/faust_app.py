@@ -19,7 +19,9 @@ Known faust-streaming pitfalls, handled here: version >= 0.15.2 (rebalance fix) 
 ``aggregate`` extra; records fetched and dropped while tables are restored are read again, also on a
 partition with nothing committed (``faust_seek``); every agent runs with ``concurrency=1`` (higher
 concurrency can commit offsets past messages still in flight, faust-streaming issue 606); faust flushes
-the producer before it commits offsets, which the exactness arguments rely on; Redis I/O is asyncio
+the producer before it commits offsets, which the exactness arguments rely on, but its flush may return
+with changelog writes still queued, so the producer is replaced by one whose flush waits for all of them
+and fails the commit on a write not delivered (``faust_producer``); Redis I/O is asyncio
 (``redis.asyncio``), never blocking the event loop; internal topics get the configured replication factor,
 1 on a single broker. The Kafka security settings (SSL, SASL) are the workers' own, mapped to faust
 credentials.
@@ -194,9 +196,10 @@ def build_app(settings: Settings, metrics: AggregateMetrics) -> Any:
         producer_acks=-1,
         processing_guarantee="at_least_once",
     )
-    from stream_ner.aggregate import faust_seek
+    from stream_ner.aggregate import faust_producer, faust_seek
 
     faust_seek.install(app)  # no input partition is left past records faust dropped (its module doc)
+    faust_producer.install(app)  # no commit before the changelog writes of what it covers (its module doc)
     sources = source_partitions(settings)
     entities = app.topic(settings.topics.entities, key_serializer="raw", value_serializer="raw")
     by_brand = app.topic(
