@@ -18,7 +18,8 @@ the run; the next fault waits for the previous one's recovery. Posts go on for `
 
 Checks at the end (each pass/fail with its detail): every post acknowledged by the brokers; every post id
 has an event on ``entities``; ``brand-aggregates`` and Redis equal a recount of ``entities`` (first event
-per post id wins; ``tests.integration.test_aggregate.recount``); the committed lag of the workers' and the
+per post id wins; ``tests.integration.test_aggregate.recount``); the aggregator never read an input record
+after a gap in its partition's offsets (it logs each); the committed lag of the workers' and the
 aggregator's groups back to zero; no process exited by itself; every fault recovered.
 
     python -m loadtest.chaos                       # 10 minutes at half the max rate (results/maxrate.json)
@@ -56,6 +57,7 @@ from stream_ner.messages import EntityEvent
 from stream_ner.settings import Settings, TopicSettings
 from stream_ner.topics import apply, load_specs
 from tests.integration.test_aggregate import (
+    GAP_LINE,
     T0,
     Aggregator,
     Names,
@@ -471,6 +473,9 @@ def _checks(
         reader.close()
         client.close()
     checks.append(exact)
+    log_lines = p.aggregator.log_path.read_text(errors="replace").splitlines()
+    gaps = [line for line in log_lines if GAP_LINE in line]
+    checks.append(check("no input read after a gap in its offsets", not gaps, "\n".join(gaps[:3])))
     deadline, lags = time.monotonic() + 60, (-1, -1)
     while time.monotonic() < deadline:
         tick(posts.elapsed(), f"lag of workers, aggregator: {lags}")

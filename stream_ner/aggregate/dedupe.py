@@ -9,8 +9,9 @@ later event with the same post id is skipped, whatever it says.
 State, changelogged (one changelog partition per ``entities`` partition) and restored after a crash::
 
     ["post", post_id]      Marker: offset of the post's first event, stream time from which it may be dropped
-    ["clock", partition]   Clock: largest event time seen on the partition (the partition is in the key:
-                           faust restores every partition of a table into one mapping)
+    ["clock", partition]   Clock: largest event time seen on the partition and the last offset read (the
+                           partition is in the key: faust restores every partition of a table into one
+                           mapping)
 
 Exactness after a crash. The input is replayed from the last committed offset, and the changelog holds a
 prefix of the writes made since (faust flushes the producer before it commits).
@@ -23,6 +24,11 @@ prefix of the writes made since (faust flushes the producer before it commits).
    out again. They are the same mentions, from the same ``entities`` position, and the by-brand stage
    skips positions it has applied (``panes``, rule 3).
 3. Any other event of a marked post is a repeat: skipped, counted in ``duplicate_events``.
+
+Gaps. The workers write ``entities`` without transactions, so its offsets are contiguous and a replay
+starts at or below the last offset read plus one: a record read after a gap (``FirstEvents.read``) means
+records were skipped by the consumer or deleted unread, which no rule here can repair; it is reported,
+never expected.
 
 Bound. A marker lives for ``grace_s + replay_horizon_s`` of stream time after the later of the post's event
 time and the stream time when it was first seen; an event of the same post arriving after that counts
@@ -76,9 +82,19 @@ class FirstEvents:
     partition: int
     horizon_ms: int
     clock_ms: int | None = None
+    offset: int = -1
     markers: dict[str, Marker] = field(default_factory=dict)
     _expiry: list[tuple[int, str]] = field(default_factory=list)
     _writes: list[Write] = field(default_factory=list)
+
+    def read(self, offset: int) -> int | None:
+        """Note that the record at ``offset`` was read, readable or not.
+
+        Returns the offset expected instead if records were missed before this one (module doc, gaps).
+        """
+        expected = self.offset + 1
+        self.offset = max(self.offset, offset)
+        return expected if self.offset == offset and 0 < expected < offset else None
 
     def judge(self, post_id: str, offset: int, time_ms: int) -> Verdict:
         """The verdict on the event at ``offset``; records the marker and the clock write it needs."""
@@ -95,9 +111,10 @@ class FirstEvents:
     def writes(self) -> list[Write]:
         """The changelog writes since the last call, then the clock and the expired markers' deletions."""
         writes, self._writes = self._writes, []
-        if self.clock_ms is not None:
-            clock = {"partition": self.partition, "clock_ms": self.clock_ms}
+        if self.offset >= 0 or self.clock_ms is not None:
+            clock = {"partition": self.partition, "clock_ms": self.clock_ms, "offset": self.offset}
             writes.append((clock_key(self.partition), clock))
+        if self.clock_ms is not None:
             while self._expiry and self._expiry[0][0] <= self.clock_ms:
                 _, post_id = heapq.heappop(self._expiry)
                 marker = self.markers.get(post_id)
@@ -116,8 +133,10 @@ class FirstEvents:
         for raw_key, value in items:
             kind, *rest = json.loads(raw_key)
             if kind == "clock":  # also ["clock"], as written before the key named its partition
-                clock_ms = int(value["clock_ms"])
-                state.clock_ms = clock_ms if state.clock_ms is None else max(state.clock_ms, clock_ms)
+                state.offset = max(state.offset, int(value.get("offset", -1)))
+                if value["clock_ms"] is not None:
+                    clock_ms = int(value["clock_ms"])
+                    state.clock_ms = clock_ms if state.clock_ms is None else max(state.clock_ms, clock_ms)
             elif kind == "post":
                 marker = Marker(int(value["offset"]), int(value["expires_ms"]))
                 state.markers[rest[0]] = marker

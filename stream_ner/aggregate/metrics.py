@@ -88,8 +88,8 @@ class AggregateMetrics:
             ),
             gaps=Counter(
                 f"{p}offset_gaps",
-                "By-brand records that arrived after a gap in their partition's offsets (records missed "
-                "or out of order: never expected, alert on any).",
+                "Input records (entities or by-brand) read after a gap in their partition's offsets "
+                "(records missed or out of order: never expected, alert on any).",
                 registry=r,
             ),
         )

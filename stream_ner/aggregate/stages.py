@@ -36,6 +36,9 @@ from stream_ner.settings import AggregateSettings
 
 log = logging.getLogger(__name__)
 
+GAP = "records missed or out of order, counts may be off"
+"""How the log states an input read after a gap in its offsets (``dedupe`` and ``panes``)."""
+
 OutboxKey = tuple[int, WindowId]
 """What outboxes hold: by-brand partition and window."""
 
@@ -78,6 +81,17 @@ class Stages:
                 skipped[partition].append(offset)
                 continue
             events += 1
+            touched.add(partition)  # its last offset read is written, even if no event of it is readable
+            expected = state.read(offset)
+            if expected is not None:
+                self.metrics.gaps.inc()
+                log.error(
+                    "entities partition %d: offset %d read where %d was next: %s",
+                    partition,
+                    offset,
+                    expected,
+                    GAP,
+                )
             try:
                 post = read_event(value, timestamp_ms)
             except ValueError as exc:
@@ -85,7 +99,6 @@ class Stages:
                 log.warning("skipping unreadable entity event at %d/%d: %s", partition, offset, exc)
                 continue
             mentions = mentions_of(post, partition, offset)
-            touched.add(partition)
             if state.judge(post.post_id, offset, post.time_ms) is Verdict.DUPLICATE:
                 duplicates += 1
                 duplicate_mentions += len(mentions)
@@ -129,11 +142,11 @@ class Stages:
             for expected, got in done.gaps:
                 m.gaps.inc()
                 log.error(
-                    "by-brand partition %d: offset %d applied where %d was next: records missed or out of "
-                    "order, counts may be off",
+                    "by-brand partition %d: offset %d applied where %d was next: %s",
                     partition,
                     got,
                     expected,
+                    GAP,
                 )
             if state.clock.time_ms is not None:
                 m.stream_time.labels(str(partition)).set(state.clock.time_ms / 1000)

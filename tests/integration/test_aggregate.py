@@ -146,7 +146,8 @@ def start_aggregator(
 
 
 GAP_LINE = "records missed or out of order"
-"""What an aggregator logs on a by-brand record applied after a gap in the offsets (``panes``, rule 1)."""
+"""What an aggregator logs on an input record read after a gap in its partition's offsets (an ``entities``
+record, ``dedupe``; a by-brand record, ``panes`` rule 1)."""
 
 
 @pytest.fixture

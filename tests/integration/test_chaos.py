@@ -3,7 +3,8 @@
 A worker killed with SIGKILL and restarted, then the aggregator, then a broker (started again on its data),
 then Redis stopped and started again on its append-only file; each fault once the previous one recovered.
 Every check of the soak must pass: every post has an event, ``brand-aggregates`` and Redis equal a recount
-of ``entities``, the consumer lag back to zero, no process exited by itself, every fault recovered.
+of ``entities``, no input record read after a gap in its offsets, the consumer lag back to zero, no process
+exited by itself, every fault recovered.
 """
 
 from __future__ import annotations

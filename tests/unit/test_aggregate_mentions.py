@@ -142,7 +142,18 @@ def test_every_partition_restores_its_own_clock_from_the_one_mapping_faust_resto
 
 def test_a_clock_written_under_the_key_without_its_partition_is_still_restored():
     restored = FirstEvents.restore(0, 60_000, [('["clock"]', {"partition": 0, "clock_ms": 5_000})])
-    assert restored.clock_ms == 5_000
+    assert (restored.clock_ms, restored.offset) == (5_000, -1)
+
+
+def test_a_record_read_after_a_gap_in_the_offsets_is_reported_also_across_a_restore():
+    state = FirstEvents(partition=0, horizon_ms=60_000)
+    assert [state.read(o) for o in (40, 41, 42)] == [None, None, None], "where reading starts is no gap"
+    assert state.read(45) == 43, "43 and 44 were never read"
+    assert [state.read(o) for o in (43, 44, 46)] == [None, None, None], "a replay below is no gap"
+    state.judge("p1", offset=46, time_ms=1_000)
+    restored = FirstEvents.restore(0, 60_000, dict(state.writes()).items())
+    assert restored.read(40) is None and restored.read(47) is None, "replayed from the commit: no gap"
+    assert restored.read(50) == 48
 
 
 def test_post_markers_expire_after_the_horizon_of_stream_time():
