@@ -14,24 +14,24 @@ records of a partition.
 stages recognise (``dedupe``, ``panes``). Changelog partitions are left to faust, which seeks them itself
 before it reads them.
 
-A second hazard lies in faust's fetch loop: it iterates a batch of fetched records with awaits in between
-and tests each record against the set of active partitions, the very set that resuming a partition adds to.
-A batch fetched from the old position while the input partitions were inactive (their records skipped) is
-then delivered from the middle on, once the seek is done and the inputs resumed: faust takes the jump to
-its first record as a gap in the offsets (as left by compaction), commits across it, and drops the records
-the seek brought back as already read. Seen as an aggregator restarted after ``kill -9`` that never counted
-a few dozen posts of one partition. So ``SeekingConsumer.getmany`` abandons a batch fetched before the
-latest seek; its records are fetched again from the position the seek set.
+Two more hazards come from the same bookkeeping. faust tests each record of a fetched batch against its set
+of active partitions while it delivers them, so a partition paused while a fetch is in flight has the
+fetched records consumed and dropped: a seek to the committed offset repairs that, but not for records
+fetched from the position the seek set. And faust resumes the input partitions before it seeks them, with
+the seek in a task of its own, so records fetched from the position the dropped records left behind can be
+processed first; the earlier ones the seek brings back then arrive below the by-brand stage's high-water
+marks (``panes``, rule 3) and are skipped as replays. Both were seen as a restarted aggregator that never
+counted a few dozen posts of a partition. So ``SeekingConsumer`` defers faust's resuming of an input
+partition to the end of the seek that follows it, and pauses the input partitions in aiokafka itself
+(which keeps fetched records and the position for later) while the seek runs, never in faust's bookkeeping.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
-from typing import Any, TypeVar, cast
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer
-
-T = TypeVar("T")
 
 
 class _SeekingThread(AIOKafkaConsumerThread):
@@ -47,62 +47,60 @@ async def seek_to_committed_or_beginning(consumer: Any, skip_topics: set[str]) -
     """Seek every assigned partition to its committed offset, or to its beginning when none (or 0) is.
 
     ``consumer`` is an ``aiokafka.AIOKafkaConsumer``; partitions of ``skip_topics`` get only the first part.
-    Returns the committed offsets, as ``seek_to_committed`` does.
+    The others are paused in the client while the seek runs, so that no fetch returns their records in
+    between. Returns the committed offsets, as ``seek_to_committed`` does.
     """
-    committed = await consumer.seek_to_committed()
-    unplaced = [
-        tp
-        for tp, offset in committed.items()
-        if (offset is None or offset <= 0) and tp.topic not in skip_topics
-    ]
-    if unplaced:
-        await consumer.seek_to_beginning(*unplaced)
+    inputs = [tp for tp in consumer.assignment() if tp.topic not in skip_topics]
+    already_paused = consumer.paused()
+    consumer.pause(*inputs)
+    try:
+        committed = await consumer.seek_to_committed()
+        unplaced = [
+            tp
+            for tp, offset in committed.items()
+            if (offset is None or offset <= 0) and tp.topic not in skip_topics
+        ]
+        if unplaced:
+            await consumer.seek_to_beginning(*unplaced)
+    finally:
+        consumer.resume(*[tp for tp in inputs if tp not in already_paused])
     return committed
 
 
 class SeekingConsumer(Consumer):
-    """faust's aiokafka consumer whose ``perform_seek`` also places partitions with nothing committed.
+    """faust's aiokafka consumer that also places partitions with nothing committed (module doc).
 
-    faust resumes the input partitions just before it seeks them; records still arriving from the old
-    position in between would be processed ahead of the earlier ones the seek brings back, and a stage
-    that skips what is below its last applied offset would then skip those. So the input partitions stay
-    paused until the seek is done: what arrives meanwhile is dropped and fetched again, in order.
+    Its input partitions resume only once a seek has placed them.
     """
 
-    seeks = 0
-    """Seeks begun or ended so far: a batch fetched under another count predates the latest seek."""
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.deferred: set[Any] = set()
+        self.seeking = False
+        super().__init__(*args, **kwargs)
 
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
         return _SeekingThread(self, loop=self.loop, beacon=self.beacon)
 
+    def resume_partitions(self, tps: Iterable[Any]) -> None:
+        """Resume changelog partitions now; input partitions at the end of the next seek."""
+        tps = set(tps)
+        if not self.seeking:
+            inputs = {tp for tp in tps if not self._is_changelog_tp(tp)}
+            self.deferred |= inputs
+            tps -= inputs
+        super().resume_partitions(tps)
+
     async def perform_seek(self) -> None:
-        """Seek every partition (``_SeekingThread``) with the input partitions paused meanwhile."""
-        inputs = {tp for tp in self.assignment() if not self._is_changelog_tp(tp)}
-        resume = inputs - self._paused_partitions
-        self.seeks += 1
-        self.pause_partitions(inputs)
+        """Seek every partition (``_SeekingThread``), then resume the input partitions faust resumed."""
         try:
             await super().perform_seek()
         finally:
-            self.seeks += 1
-            self.resume_partitions(resume)
-
-    async def getmany(self, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
-        """faust's batch of fetched records, abandoned at the first record after a seek began or ended."""
-        async for record in until_seek(super().getmany(timeout), lambda: self.seeks):
-            yield record
-
-
-async def until_seek(batch: AsyncIterator[T], seeks: Callable[[], int]) -> AsyncIterator[T]:
-    """The records of ``batch`` until ``seeks()`` differs from its value at the start; ``batch`` is closed."""
-    start = seeks()
-    try:
-        async for record in batch:
-            if seeks() != start:
-                return  # fetched from a position a seek moved away from: read again from the new one
-            yield record
-    finally:
-        await cast(AsyncGenerator[T, None], batch).aclose()
+            resume, self.deferred = self.deferred & set(self.assignment()), set()
+            self.seeking = True
+            try:
+                self.resume_partitions(resume)
+            finally:
+                self.seeking = False
 
 
 def install(app: Any) -> None:

@@ -42,6 +42,7 @@ def test_partitions_with_nothing_committed_go_back_to_the_beginning(kafka_bootst
             await consumer.commit({TopicPartition(topic, 1): 3})
             committed = await seek_to_committed_or_beginning(consumer, skip_topics={changelog})
             assert committed[TopicPartition(topic, 0)] is None and committed[TopicPartition(topic, 1)] == 3
+            assert not consumer.paused(), "paused in the client only while the seek runs"
             return {tp: await consumer.position(tp) for tp in tps}
         finally:
             await consumer.stop()

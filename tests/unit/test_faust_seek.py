@@ -1,54 +1,80 @@
-"""The aggregator's consumer abandons a fetched batch once a seek begins or ends while it is delivered."""
+"""The aggregator's consumer resumes an input partition only once a seek has placed it (``faust_seek``).
+
+faust resumes the input partitions after a rebalance and then seeks them in a task of its own; records
+fetched in between come from wherever aiokafka's position was left and would be processed before the ones
+the seek brings back. The seek itself is exercised on a real broker in ``tests/integration``.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
-from stream_ner.aggregate.faust_seek import until_seek
+import faust
+import pytest
+from faust.types import TP
 
+from stream_ner.aggregate import faust_seek
+from stream_ner.aggregate.faust_seek import SeekingConsumer
 
-class Batch:
-    """A fetched batch delivered record by record; a seek runs just before record ``seek_before`` is."""
-
-    def __init__(self, offsets: list[int], seek_before: int | None) -> None:
-        self.offsets = offsets
-        self.seek_before = seek_before
-        self.seeks = 0
-        self.closed = False
-
-    async def records(self) -> AsyncIterator[int]:
-        try:
-            for index, offset in enumerate(self.offsets):
-                await asyncio.sleep(0)  # the fetch and the fetch loop await; a seek may run meanwhile
-                if index == self.seek_before:
-                    self.seeks += 1
-                yield offset
-        finally:
-            self.closed = True
+INPUT = TP("entities", 0)
 
 
-def delivered(batch: Batch) -> list[int]:
-    async def collect() -> list[int]:
-        return [offset async for offset in until_seek(batch.records(), lambda: batch.seeks)]
-
-    return asyncio.run(collect())
-
-
-def test_a_batch_with_no_seek_is_delivered_whole():
-    batch = Batch([207, 208, 209, 210], seek_before=None)
-    assert delivered(batch) == [207, 208, 209, 210]
-    assert batch.closed
-
-
-def test_the_rest_of_a_batch_fetched_before_a_seek_is_never_delivered():
-    """Records from the old position would make faust commit across the records the seek brought back."""
-    batch = Batch([207, 208, 209, 210], seek_before=2)
-    assert delivered(batch) == [207, 208]
-    assert batch.closed  # the fetch generator is closed, not left suspended
+@contextmanager
+def consumer(seek: Any) -> Iterator[SeekingConsumer]:
+    """The app's consumer, assigned ``INPUT``, whose seek (what the broker would do) is ``seek``."""
+    app = faust.App("seek-test", broker="kafka://127.0.0.1:9", autodiscover=False, web_enabled=False)
+    faust_seek.install(app)
+    made = app.consumer
+    assert isinstance(made, SeekingConsumer)
+    made.assignment = lambda: {INPUT}  # type: ignore[method-assign]
+    made.seek_to_committed = seek  # type: ignore[method-assign]
+    try:
+        yield made
+    finally:
+        made._thread.thread_loop.close()  # created with the consumer, never started here
 
 
-def test_a_seek_during_the_fetch_abandons_the_whole_batch():
-    batch = Batch([207, 208], seek_before=0)
-    assert delivered(batch) == []
-    assert batch.closed
+async def placed() -> dict[TP, int]:
+    return {INPUT: 7}
+
+
+def test_an_input_partition_faust_resumes_stays_paused_until_the_seek_has_placed_it():
+    async def scenario() -> None:
+        with consumer(placed) as c:
+            c.pause_partitions({INPUT})  # as faust does while it restores the tables
+            c.resume_partitions({INPUT})  # as faust does just before it starts the seek
+            assert INPUT in c._paused_partitions and INPUT in c.deferred
+            await c.perform_seek()
+            assert INPUT not in c._paused_partitions and not c.deferred
+
+    asyncio.run(scenario())
+
+
+def test_a_seek_that_fails_still_resumes_the_partitions_it_held():
+    async def broken() -> dict[TP, int]:
+        raise ConnectionError("broker gone")
+
+    async def scenario() -> None:
+        with consumer(broken) as c:
+            c.pause_partitions({INPUT})
+            c.resume_partitions({INPUT})
+            with pytest.raises(ConnectionError):
+                await c.perform_seek()
+            assert INPUT not in c._paused_partitions and not c.deferred
+
+    asyncio.run(scenario())
+
+
+def test_changelog_partitions_resume_at_once():
+    async def scenario() -> None:
+        with consumer(placed) as c:
+            table = c.app.Table("state", partitions=1)
+            changelog = TP(table.changelog_topic.get_topic_name(), 0)
+            c.pause_partitions({changelog})
+            c.resume_partitions({changelog})
+            assert changelog not in c._paused_partitions and not c.deferred
+
+    asyncio.run(scenario())
