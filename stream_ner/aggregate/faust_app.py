@@ -17,7 +17,8 @@ standby replicas keep their partitions in it).
 
 Known faust-streaming pitfalls, handled here: version >= 0.15.2 (rebalance fix) is required by the
 ``aggregate`` extra; records fetched and dropped while tables are restored are read again, also on a
-partition with nothing committed (``faust_seek``); every agent runs with ``concurrency=1`` (higher
+partition with nothing committed, and no input record is processed before the seek that follows a
+rebalance has placed its partition (``faust_seek``); every agent runs with ``concurrency=1`` (higher
 concurrency can commit offsets past messages still in flight, faust-streaming issue 606); faust flushes
 the producer before it commits offsets, which the exactness arguments rely on, but its flush may return
 with changelog writes still queued, so the producer is replaced by one whose flush waits for all of them
