@@ -24,6 +24,7 @@ aggregator's groups back to zero; no process exited by itself; every fault recov
 
     python -m loadtest.chaos                       # 10 minutes at half the max rate (results/maxrate.json)
     python -m loadtest.chaos --minutes 3 --rate 40 --write   # results/chaos.json and RESULTS.md's section
+    python -m loadtest.chaos --minutes 1.8 --rate 20 --schedule worker,aggregator,broker  # in this order
 """
 
 from __future__ import annotations
@@ -551,12 +552,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=10.0, help="minutes of posts")
     parser.add_argument("--rate", type=float, default=None, help="posts/s (default: half the max rate)")
     parser.add_argument("--faults", type=int, default=None, help="faults injected (default: 1 per 27 s)")
+    parser.add_argument(
+        "--schedule",
+        default=None,
+        help="faults in this order instead of a random plan, comma-separated kinds (worker, aggregator, "
+        "broker, redis), one every --every seconds from 5 s",
+    )
+    parser.add_argument("--every", type=float, default=12.0, help="seconds between --schedule faults")
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--write", action="store_true", help="write results/chaos.json and RESULTS.md")
     args = parser.parse_args(argv)
     seconds = args.minutes * 60
     rate = args.rate or default_rate()
-    schedule = plan(seconds, args.faults or max(4, int(seconds / 27)), args.seed)
+    if args.schedule:
+        kinds = args.schedule.split(",")
+        if unknown := sorted(set(kinds) - set(KINDS)):
+            parser.error(f"unknown fault kinds {', '.join(unknown)}: choose from {', '.join(KINDS)}")
+        schedule = [Planned(kind, 5.0 + i * args.every) for i, kind in enumerate(kinds)]
+    else:
+        schedule = plan(seconds, args.faults or max(4, int(seconds / 27)), args.seed)
     scratch = Path(tempfile.mkdtemp(prefix="stream-ner-chaos-"))
     redis_server = PersistentRedis(scratch / "redis")
     cluster = localstack.start_kafka(brokers=3)
