@@ -23,7 +23,8 @@ processed first; the earlier ones the seek brings back then arrive below the by-
 marks (``panes``, rule 3) and are skipped as replays. Both were seen as a restarted aggregator that never
 counted a few dozen posts of a partition. So ``SeekingConsumer`` defers faust's resuming of an input
 partition to the end of the seek that follows it, and pauses the input partitions in aiokafka itself
-(which keeps fetched records and the position for later) while the seek runs, never in faust's bookkeeping.
+(which returns none of their records and leaves their position alone) while the seek runs, never in
+faust's bookkeeping.
 """
 
 from __future__ import annotations
