@@ -58,12 +58,12 @@ from stream_ner.messages import EntityEvent
 from stream_ner.settings import Settings, TopicSettings
 from stream_ner.topics import apply, load_specs
 from tests.integration.test_aggregate import (
-    GAP_LINE,
     T0,
     Aggregator,
     Names,
     PersistentRedis,
     TopicReader,
+    gap_lines,
     recount,
     start_aggregator,
     wait_exact,
@@ -474,8 +474,7 @@ def _checks(
         reader.close()
         client.close()
     checks.append(exact)
-    log_lines = p.aggregator.log_path.read_text(errors="replace").splitlines()
-    gaps = [line for line in log_lines if GAP_LINE in line]
+    gaps = gap_lines(p.aggregator.log_path)
     checks.append(check("no input read after a gap in its offsets", not gaps, "\n".join(gaps[:3])))
     deadline, lags = time.monotonic() + 60, (-1, -1)
     while time.monotonic() < deadline:

@@ -51,7 +51,7 @@ Write = tuple[str, Any]
 
 def clock_key(partition: int) -> str:
     """Changelog key of a partition's clock."""
-    return json.dumps(["clock", partition])
+    return json.dumps(["clock", partition], separators=(",", ":"))
 
 
 def post_key(post_id: str) -> str:

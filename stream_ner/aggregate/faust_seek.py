@@ -76,7 +76,6 @@ class SeekingConsumer(Consumer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.deferred: set[Any] = set()
-        self.seeking = False
         super().__init__(*args, **kwargs)
 
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
@@ -85,11 +84,9 @@ class SeekingConsumer(Consumer):
     def resume_partitions(self, tps: Iterable[Any]) -> None:
         """Resume changelog partitions now; input partitions at the end of the next seek."""
         tps = set(tps)
-        if not self.seeking:
-            inputs = {tp for tp in tps if not self._is_changelog_tp(tp)}
-            self.deferred |= inputs
-            tps -= inputs
-        super().resume_partitions(tps)
+        inputs = {tp for tp in tps if not self._is_changelog_tp(tp)}
+        self.deferred |= inputs
+        super().resume_partitions(tps - inputs)
 
     async def perform_seek(self) -> None:
         """Seek every partition (``_SeekingThread``), then resume the input partitions faust resumed."""
@@ -97,11 +94,7 @@ class SeekingConsumer(Consumer):
             await super().perform_seek()
         finally:
             resume, self.deferred = self.deferred & set(self.assignment()), set()
-            self.seeking = True
-            try:
-                self.resume_partitions(resume)
-            finally:
-                self.seeking = False
+            super().resume_partitions(resume)
 
 
 def install(app: Any) -> None:

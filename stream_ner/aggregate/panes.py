@@ -79,11 +79,6 @@ WindowId = tuple[str, int, str]
 """``(family, start_ms, brand)`` of a window; panes are named the same way."""
 
 
-def clock_key(partition: int) -> str:
-    """Changelog key of a partition's clock."""
-    return json.dumps(["clock", partition])
-
-
 def state_key(*parts: Any) -> str:
     """A changelog key: compact JSON array, unambiguous whatever the brand or author contains."""
     return json.dumps(parts, separators=(",", ":"), ensure_ascii=False)
@@ -263,7 +258,7 @@ class PaneState:
         for brand, source in dirty_high:  # 3.
             value = {"partition": self.partition, "offset": self.high[(brand, source)]}
             done.writes.append((state_key("high", brand, source), value))
-        done.writes.append((clock_key(self.partition), self.clock.to_json(self.partition)))  # 1.
+        done.writes.append((state_key("clock", self.partition), self.clock.to_json(self.partition)))  # 1.
         return done
 
     def _count(

@@ -84,14 +84,7 @@ class Stages:
             touched.add(partition)  # its last offset read is written, even if no event of it is readable
             expected = state.read(offset)
             if expected is not None:
-                self.metrics.gaps.inc()
-                log.error(
-                    "entities partition %d: offset %d read where %d was next: %s",
-                    partition,
-                    offset,
-                    expected,
-                    GAP,
-                )
+                self._gap("entities", "read", partition, offset, expected)
             try:
                 post = read_event(value, timestamp_ms)
             except ValueError as exc:
@@ -140,14 +133,7 @@ class Stages:
             for window, n in done.late_windows.items():
                 m.late.labels(window).inc(n)
             for expected, got in done.gaps:
-                m.gaps.inc()
-                log.error(
-                    "by-brand partition %d: offset %d applied where %d was next: %s",
-                    partition,
-                    got,
-                    expected,
-                    GAP,
-                )
+                self._gap("by-brand", "applied", partition, got, expected)
             if state.clock.time_ms is not None:
                 m.stream_time.labels(str(partition)).set(state.clock.time_ms / 1000)
             keys = [(partition, w) for w in done.changed]
@@ -220,6 +206,13 @@ class Stages:
                 min(offsets),
                 max(offsets),
             )
+
+    def _gap(self, topic: str, done: str, partition: int, got: int, expected: int) -> None:
+        """Count and log an input record read after a gap in its partition's offsets."""
+        self.metrics.gaps.inc()
+        log.error(
+            "%s partition %d: offset %d %s where %d was next: %s", topic, partition, got, done, expected, GAP
+        )
 
     def _mark(self, keys: list[OutboxKey]) -> None:
         if keys:

@@ -157,8 +157,13 @@ def aggregators():
     for aggregator in started:
         aggregator.stop()
     for path in {a.log_path for a in started}:
-        lines = [line for line in path.read_text(errors="replace").splitlines() if GAP_LINE in line]
+        lines = gap_lines(path)
         assert not lines, f"an aggregator read its input out of order: {lines[:3]}"
+
+
+def gap_lines(log_path: Path) -> list[str]:
+    """The lines of an aggregator's log that report an input read after a gap (``GAP_LINE``)."""
+    return [line for line in log_path.read_text(errors="replace").splitlines() if GAP_LINE in line]
 
 
 Tone = tuple[str, float]
