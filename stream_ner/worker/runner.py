@@ -163,7 +163,9 @@ class Worker:
     def _step(self) -> None:
         self.metrics.last_loop = time.monotonic()
         self._consume()
-        self._drain_results()
+        # With the next batch already queued, inference has work until its result arrives: wait for that
+        # result instead of polling the consumer, so the loop does not take CPU from inference.
+        self._drain_results(_POLL_SECONDS if self._inbox.full() else 0.0)
         if self._inference_idle() and (batch := self._batcher.due(time.monotonic())) is not None:
             self._ready.append(batch)
         self._dispatch()
@@ -191,8 +193,11 @@ class Worker:
             self._accept(message, now)
 
     def _wait(self) -> float:
-        """How long ``consume`` may block: short while results may arrive, never past the batch deadline."""
-        if not self._outbox.empty() or (self._ready and not self._inbox.full()):
+        """How long ``consume`` may block: short while results may arrive, never past the batch deadline.
+
+        Never while the next batch is queued: the loop then blocks on the results instead (``_step``).
+        """
+        if not self._outbox.empty() or self._ready or self._inbox.full():
             return 0.0
         wait = _POLL_SECONDS
         if self._batches_out > self._batches_back:
@@ -232,12 +237,14 @@ class Worker:
             self._ready.popleft()
             self._batches_out += 1
 
-    def _drain_results(self) -> None:
+    def _drain_results(self, wait: float = 0.0) -> None:
+        """Hand every finished batch's outputs to the producer; wait up to ``wait`` s for the first."""
         while True:
             try:
-                result = self._outbox.get_nowait()
+                result = self._outbox.get(timeout=wait) if wait > 0 else self._outbox.get_nowait()
             except queue.Empty:
                 return
+            wait = 0.0
             self._batches_back += 1
             self.metrics.batch_size.observe(result.size)
             self.metrics.inference_seconds.observe(result.seconds)
