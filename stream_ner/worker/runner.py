@@ -62,6 +62,7 @@ _BUSY_POLL_SECONDS = 0.002
 _CONSUME_MAX = 500
 _REVOKE_DRAIN_SECONDS = 10.0
 _SHUTDOWN_SECONDS = 15.0
+_CLOSE_SECONDS = 10.0
 
 
 def consumer_config(settings: Settings) -> dict[str, Any]:
@@ -380,8 +381,30 @@ class Worker:
             self._inbox.put(None, timeout=_SHUTDOWN_SECONDS)
         except queue.Full:
             log.warning("inference thread did not take the stop signal")
-        try:
-            self._consumer.close()  # commits the stored offsets and leaves the group
-        except KafkaException as exc:
-            log.warning("consumer close: %s", exc)
+        self._close_consumer()
         log.info("worker stopped", extra={"in_flight_abandoned": self._tracker.in_flight()})
+
+    def _close_consumer(self) -> None:
+        """Commit the stored offsets and leave the group, waiting at most ``_CLOSE_SECONDS``.
+
+        librdkafka's close has no timeout: with every broker unreachable it waits out the session timeout
+        (45 s by default), past the grace period of most supervisors. After ``_CLOSE_SECONDS`` the worker
+        stops without it; what it did not commit is read again by the next owner (at-least-once).
+        """
+        closed = threading.Event()
+
+        def close() -> None:
+            try:
+                self._consumer.close()
+            except KafkaException as exc:
+                log.warning("consumer close: %s", exc)
+            finally:
+                closed.set()
+
+        threading.Thread(target=close, name="consumer-close", daemon=True).start()
+        if not closed.wait(_CLOSE_SECONDS):
+            log.warning(
+                "the consumer did not close within %.0f s (brokers unreachable?): stopping without it; "
+                "offsets it did not commit will be read again",
+                _CLOSE_SECONDS,
+            )

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections import Counter
 
 import pytest
 
+from stream_ner import localstack
 from tests.integration.worker_harness import (
     Topics,
     committed,
@@ -135,6 +137,30 @@ def test_sigterm_exits_cleanly_and_commits_nothing_past_an_unprocessed_post(
         assert not unprocessed, (
             f"partition {partition}: committed {offset} past unprocessed {unprocessed[:5]}"
         )
+    assert "worker stopped" in workers[0].log()
+
+
+def test_sigterm_with_every_broker_down_stops_well_within_the_session_timeout(workers, tmp_path):
+    """librdkafka's close waits out the 45 s session timeout when no broker answers; the worker does not.
+
+    A broker of its own, since this test kills it.
+    """
+    with localstack.start_kafka(name=f"brokers-down-{uuid.uuid4().hex[:8]}") as kafka:
+        topics = Topics.fresh("brokers-down")
+        topics.apply(kafka.bootstrap)
+        workers.append(start_worker(kafka.bootstrap, topics, tmp_path, "w0"))
+        workers[0].wait_assigned()
+        produce(kafka.bootstrap, topics.raw, [post(i) for i in range(50)])
+        deadline = time.monotonic() + 60
+        while workers[0].metrics().get("stream_ner_produced_total", 0) < 50 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(6)  # an auto-commit interval: committed offsets are what makes close wait for the broker
+        kafka.stop_node(1, kill=True)
+        began = time.monotonic()
+        assert workers[0].terminate(timeout=60) == 0, workers[0].log()
+        took = time.monotonic() - began
+    assert took < 20, f"stopped after {took:.1f} s"
+    assert "did not close within" in workers[0].log()
     assert "worker stopped" in workers[0].log()
 
 
