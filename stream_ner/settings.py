@@ -225,6 +225,12 @@ class AggregateSettings(BaseModel):
         description="A process silent this long leaves the group and its partitions move (heartbeats every "
         "third of it).",
     )
+    stop_timeout_s: float = Field(
+        default=25.0,
+        gt=0,
+        description="After SIGTERM/SIGINT, the process exits this long later even if faust has not stopped "
+        "(its final commit waits for a broker); a restart replays from the last commit.",
+    )
     top_n: int = Field(default=10, ge=1, description="Co-mentioned brands and entities kept per record.")
     samples: int = Field(default=5, ge=0, description="Sample post ids kept per window.")
     max_co_mentions: int = Field(default=1000, ge=1, description="Distinct co-mentions counted per pane.")

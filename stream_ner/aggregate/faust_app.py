@@ -313,8 +313,9 @@ def _start_outbox(app: Any, outbox: Outbox, stages: Stages, state: Any) -> None:
 def run_worker(settings: Settings) -> int:
     """Run the aggregation stage until SIGINT/SIGTERM; returns the exit code."""
     import aiokafka  # noqa: F401  (faust's transport; its module loggers exist once it is imported)
-    import faust
     from prometheus_client import start_http_server
+
+    from stream_ner.aggregate.faust_worker import StopBoundWorker
 
     metrics = AggregateMetrics.create()
     conf = settings.aggregate
@@ -328,7 +329,9 @@ def run_worker(settings: Settings) -> int:
             ) from exc
     ensure_internal_topics(settings)
     app = build_app(settings, metrics)
-    worker = faust.Worker(app, loglevel=settings.log_level.lower(), redirect_stdouts=False)
+    worker = StopBoundWorker(
+        app, loglevel=settings.log_level.lower(), redirect_stdouts=False, stop_timeout_s=conf.stop_timeout_s
+    )
     deduplicate_loggers("aiokafka")  # a broker outage: the first line of each kind, then a count per 5 min
     worker.execute_from_commandline()
     return 0

@@ -25,17 +25,46 @@ counted a few dozen posts of a partition. So ``SeekingConsumer`` defers faust's 
 partition to the end of the seek that follows it, and pauses the input partitions in aiokafka itself
 (which returns none of their records and leaves their position alone) while the seek runs, never in
 faust's bookkeeping.
+
+Stopping: aiokafka's ``stop`` waits for a group coordinator to commit and leave the group, and faust gives it
+60 s. With every broker gone that wait is the whole minute; the thread gives up after ``CLOSE_SECONDS``.
+Nothing depends on that last commit: a restart replays from the one before, and replays count nothing twice.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer, ConsumerThread
+
+log = logging.getLogger(__name__)
+
+CLOSE_SECONDS = 10.0
 
 
 class _SeekingThread(AIOKafkaConsumerThread):
+    async def on_thread_stop(self) -> None:
+        # faust's own: stop the method queue, then the consumer, here with a bound on the second
+        await ConsumerThread.on_thread_stop(self)
+        if self._consumer is None:
+            return
+        try:
+            await asyncio.wait_for(self._consumer.stop(), CLOSE_SECONDS)
+        except TimeoutError:
+            log.warning(
+                "the consumer did not close within %.0f s (brokers unreachable?): stopping without it",
+                CLOSE_SECONDS,
+            )
+        except asyncio.CancelledError:
+            # aiokafka's fetcher, closed while a fetch waits to retry, raises the cancellation of its own
+            # fetch task; left to escape, it kills this thread, and faust waits 60 s for it to stop.
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+
     async def seek_to_committed(self) -> Mapping[Any, int]:
         return await self.call_thread(self._seek_to_committed_or_beginning)
 

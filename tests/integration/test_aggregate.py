@@ -30,6 +30,7 @@ import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from stream_ner import localstack
 from stream_ner.brands.normalize import fold
 from stream_ner.localstack import free_port
 from stream_ner.messages import EntityEvent, EntityMention, ModelRef, Origin
@@ -481,6 +482,38 @@ def test_kill_9_mid_stream_then_restart_keeps_every_count_exact(
         reader.close()
     metrics = aggregators[1].metrics()
     assert metrics['stream_ner_aggregate_mentions_total{result="replayed"}'] > 0, "the restart replayed input"
+
+
+def test_sigterm_with_every_broker_down_stops_in_seconds_without_a_traceback(
+    redis_url, rclient, aggregators, tmp_path
+):
+    """faust's final commit waits for a group coordinator without end, and aiokafka's close raised the
+    cancellation of its own fetch task, killing faust's consumer thread. A broker of its own, since this
+    test kills it."""
+    posts = script(100, seed=9)
+    with localstack.start_kafka(name=f"agg-brokers-down-{uuid.uuid4().hex[:8]}") as kafka:
+        names = Names.fresh("agg-brokers-down")
+        create_topics(kafka.bootstrap, [names.entities, names.aggregates], partitions=3)
+        produce(kafka.bootstrap, names.entities, posts)
+        aggregators.append(
+            start_aggregator(kafka.bootstrap, redis_url, names, tmp_path / "agg.log", stop_timeout_s="8")
+        )
+        reader = TopicReader(kafka.bootstrap, names.aggregates)
+        try:
+            wait_exact(reader, rclient, names.prefix, expected_counts(posts), aggregators[0])
+        finally:
+            reader.close()
+        kafka.stop_node(1, kill=True)
+        time.sleep(5)  # fetches fail and wait to retry, as in an outage
+        began = time.monotonic()
+        aggregators[0].proc.terminate()
+        code = aggregators[0].proc.wait(90)
+        took = time.monotonic() - began
+    log = aggregators[0].log()
+    assert code == 0, log
+    assert took < 15, f"stopped after {took:.1f} s"
+    assert "exiting without the final commit" in log
+    assert "Traceback" not in log and "Error while stopping" not in log, log
 
 
 class PersistentRedis:
