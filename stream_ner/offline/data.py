@@ -124,12 +124,17 @@ def input_arrays(batch: list[Example], pad_id: int) -> dict[str, np.ndarray]:
 
 def data_dir(path: str | Path | None) -> Path:
     """The shared data directory: ``path``, else ``$STREAM_NER_NER_DATA``; a ``ConfigError`` if neither."""
-    chosen = path if path is not None else os.environ.get(DATA_ENV)
+    return shared_dir(path, DATA_ENV, "NER", "--data")
+
+
+def shared_dir(path: str | Path | None, env: str, what: str, option: str) -> Path:
+    """``path``, else the directory ``$env`` names; a ``ConfigError`` naming ``option`` if neither is one."""
+    chosen = path if path is not None else os.environ.get(env)
     if not chosen:
-        raise ConfigError(f"no NER data directory: pass --data or set {DATA_ENV}")
+        raise ConfigError(f"no {what} data directory: pass {option} or set {env}")
     root = Path(chosen)
     if not root.is_dir():
-        raise ConfigError(f"NER data directory {root} does not exist")
+        raise ConfigError(f"{what} data directory {root} does not exist")
     return root
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import random
 import re
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ import numpy as np
 
 from stream_ner.errors import ConfigError
 from stream_ner.model.windows import WindowTokenizer
-from stream_ner.offline.data import ID2LABEL, IGNORE, Example, Record
+from stream_ner.offline.data import ID2LABEL, IGNORE, Example, Record, shared_dir
 
 SENTIMENT_LABELS: tuple[str, ...] = ("negative", "neutral", "positive")
 """Label order of both sentiment heads (and of the graph outputs ``post_sentiment``, ``target_sentiment``)."""
@@ -71,13 +70,7 @@ class SentimentRecord:
 
 def sentiment_dir(path: str | Path | None) -> Path:
     """The sentiment data directory: ``path``, else ``$STREAM_NER_SENTIMENT_DATA``, else a ``ConfigError``."""
-    chosen = path if path is not None else os.environ.get(SENTIMENT_ENV)
-    if not chosen:
-        raise ConfigError(f"no sentiment data directory: pass --sentiment-data or set {SENTIMENT_ENV}")
-    root = Path(chosen)
-    if not root.is_dir():
-        raise ConfigError(f"sentiment data directory {root} does not exist")
-    return root
+    return shared_dir(path, SENTIMENT_ENV, "sentiment", "--sentiment-data")
 
 
 def file_format(path: str | Path) -> str:
