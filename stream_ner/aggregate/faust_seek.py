@@ -26,9 +26,10 @@ partition to the end of the seek that follows it, and pauses the input partition
 (which returns none of their records and leaves their position alone) while the seek runs, never in
 faust's bookkeeping.
 
-Stopping: aiokafka's ``stop`` waits for a group coordinator to commit and leave the group, and faust gives it
-60 s. With every broker gone that wait is the whole minute; the thread gives up after ``CLOSE_SECONDS``.
-Nothing depends on that last commit: a restart replays from the one before, and replays count nothing twice.
+Stopping with every broker gone: aiokafka's ``stop``, closing while a fetch waits to retry, raises its fetch
+task's cancellation, which ended faust's consumer thread without a stop; faust then waited 60 s for it. The
+thread here takes that cancellation and gives aiokafka's ``stop`` at most ``CLOSE_SECONDS``. Nothing depends
+on the commit that stop may skip: a restart replays from the one before, and replays count nothing twice.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ class StopBoundWorker(faust.Worker):
         self._deadline: threading.Timer | None = None
 
     def _schedule_shutdown(self, signum: signal.Signals) -> None:
+        # mode's worker sends both SIGTERM and SIGINT through here
         if self._deadline is None:
             self._deadline = threading.Timer(self.stop_timeout_s, self._exit_unstopped)
             self._deadline.daemon = True
