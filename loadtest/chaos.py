@@ -18,7 +18,7 @@ the run; the next fault waits for the previous one's recovery. Posts go on for `
 
 Checks at the end (each pass/fail with its detail): every post acknowledged by the brokers; every post id
 has an event on ``entities``; ``brand-aggregates`` and Redis equal a recount of ``entities`` (first event
-per post id wins; ``tests.integration.test_aggregate.recount``); the aggregator never read an input record
+per post id wins; ``loadtest.aggregate_check.recount``); the aggregator never read an input record
 after a gap in its partition's offsets (it logs each); the committed lag of the workers' and the
 aggregator's groups back to zero; no process exited by itself; every fault recovered.
 
@@ -49,15 +49,7 @@ import redis
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from loadtest.corpus import load_corpus, stream
-from loadtest.report import write_standalone
-from loadtest.schema import ChaosCheck, ChaosDoc, ChaosFault
-from loadtest.stack import Topics, WorkerConfig, WorkerPool
-from stream_ner.localstack import LocalService
-from stream_ner.messages import EntityEvent
-from stream_ner.settings import Settings, TopicSettings
-from stream_ner.topics import apply, load_specs
-from tests.integration.test_aggregate import (
+from loadtest.aggregate_check import (
     T0,
     Aggregator,
     Names,
@@ -68,6 +60,14 @@ from tests.integration.test_aggregate import (
     start_aggregator,
     wait_exact,
 )
+from loadtest.corpus import load_corpus, stream
+from loadtest.report import write_standalone
+from loadtest.schema import ChaosCheck, ChaosDoc, ChaosFault
+from loadtest.stack import Topics, WorkerConfig, WorkerPool
+from stream_ner.localstack import LocalService
+from stream_ner.messages import EntityEvent
+from stream_ner.settings import Settings, TopicSettings
+from stream_ner.topics import apply, load_specs
 
 HERE = Path(__file__).resolve().parent
 KINDS = ("worker", "aggregator", "broker", "redis")

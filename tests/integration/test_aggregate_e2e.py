@@ -11,8 +11,9 @@ from importlib import resources
 
 import redis
 
+from loadtest.aggregate_check import start_aggregator
 from stream_ner.brands import BrandLinker
-from tests.integration.test_aggregate import pipeline_topics, start_aggregator
+from tests.integration.test_aggregate import pipeline_topics
 from tests.integration.worker_harness import produce, read_all, start_worker
 
 

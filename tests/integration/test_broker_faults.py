@@ -21,18 +21,9 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
+from loadtest.aggregate_check import T0, Aggregator, Names, TopicReader, recount, start_aggregator, wait_exact
 from stream_ner.localstack import LocalService
-from tests.integration.test_aggregate import (
-    COUNTED,
-    T0,
-    Aggregator,
-    Names,
-    TopicReader,
-    first_events,
-    recount,
-    start_aggregator,
-    wait_exact,
-)
+from tests.integration.test_aggregate import COUNTED, first_events
 from tests.integration.worker_harness import Topics, WorkerProcess, start_worker
 
 POSTS = 300

@@ -13,8 +13,8 @@ import json
 
 import pytest
 
+from loadtest.aggregate_check import PersistentRedis
 from loadtest.chaos import SHORT, Planned, run
-from tests.integration.test_aggregate import PersistentRedis
 
 RATE = 20.0  # posts/s
 SECONDS = 60.0  # longer when recoveries are slow: until 10 s after the last

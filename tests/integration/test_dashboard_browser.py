@@ -30,11 +30,11 @@ from pathlib import Path
 import pytest
 import redis
 
+from loadtest.aggregate_check import WINDOWS, Names, create_topics, start_aggregator
 from stream_ner.aggregate.leaderboard import read_top
 from stream_ner.brands import BrandLinker
 from stream_ner.brands.catalog import load_catalog
 from stream_ner.localstack import free_port
-from tests.integration.test_aggregate import WINDOWS, Names, create_topics, start_aggregator
 from tests.integration.worker_harness import Topics, start_worker
 
 TOKEN = "dashboard-test-token"

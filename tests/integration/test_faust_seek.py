@@ -8,8 +8,8 @@ import uuid
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from confluent_kafka import Producer
 
+from loadtest.aggregate_check import create_topics
 from stream_ner.aggregate.faust_seek import seek_to_committed_or_beginning
-from tests.integration.test_aggregate import create_topics
 
 
 def test_partitions_with_nothing_committed_go_back_to_the_beginning(kafka_bootstrap):
