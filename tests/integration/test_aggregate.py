@@ -316,8 +316,9 @@ def test_sigterm_with_every_broker_down_stops_in_seconds_without_a_traceback(
         took = time.monotonic() - began
     log = aggregators[0].log()
     assert code == 0, log
+    # faust's final commit hangs when offsets are pending (then the bound's warning line is logged); with
+    # none pending it may stop by itself: either way within the bound
     assert took < 15, f"stopped after {took:.1f} s"
-    assert "exiting without the final commit" in log
     assert "Traceback" not in log and "Error while stopping" not in log, log
 
 
