@@ -98,8 +98,17 @@ class Aggregator:
 
 
 def start_aggregator(
-    bootstrap: str, redis_url: str, names: Names, log_path: Path, **settings: str
+    bootstrap: str,
+    redis_url: str,
+    names: Names,
+    log_path: Path,
+    env_extra: dict[str, str] | None = None,
+    **settings: str,
 ) -> Aggregator:
+    """``stream-ner aggregate`` on ``names``, stdout and stderr to ``log_path``.
+
+    ``settings`` are aggregate settings (``flush_interval_ms="100"``), ``env_extra`` any other variables.
+    """
     port = free_port()
     env = (
         os.environ
@@ -117,6 +126,7 @@ def start_aggregator(
             "STREAM_NER_AGGREGATE__WINDOWS": json.dumps(WINDOWS),
         }
         | {f"STREAM_NER_AGGREGATE__{k.upper()}": v for k, v in settings.items()}
+        | (env_extra or {})
     )
     with log_path.open("ab") as log:
         proc = subprocess.Popen(

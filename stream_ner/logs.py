@@ -27,8 +27,14 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, default=str)
 
 
-def configure_logging(level: str = "INFO", fmt: str = "text", name: str | None = None) -> None:
-    """Send logs to stderr in the chosen format; ``name`` tags every text line (e.g. ``worker-1``)."""
+def configure_logging(
+    level: str = "INFO", fmt: str = "text", name: str | None = None, libraries: tuple[str, ...] = ()
+) -> None:
+    """Send logs to stderr in the chosen format; ``name`` tags every text line (e.g. ``worker-1``).
+
+    The loggers of ``libraries`` (and their children) log at WARNING and above unless ``level`` is DEBUG:
+    a library's INFO lines describe its own machinery (faust logs about 150 of them per start and stop).
+    """
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
@@ -38,3 +44,6 @@ def configure_logging(level: str = "INFO", fmt: str = "text", name: str | None =
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    quiet = level.upper() != "DEBUG"
+    for library in libraries:
+        logging.getLogger(library).setLevel(logging.WARNING if quiet else logging.NOTSET)

@@ -288,7 +288,11 @@ class Settings(BaseSettings):
     aggregate: AggregateSettings = Field(default_factory=AggregateSettings)
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
     log_format: Literal["json", "text"] = Field(default="text", description="json: one object per line.")
-    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
+    log_level: str = Field(
+        default="INFO",
+        description="DEBUG, INFO, WARNING or ERROR; the libraries under the aggregator (faust, aiokafka) log "
+        "their INFO lines only at DEBUG.",
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -43,10 +43,14 @@ from stream_ner.aggregate.stages import Stages
 from stream_ner.aggregate.topic_sink import TopicSink
 from stream_ner.errors import ConfigError, KafkaUnavailable
 from stream_ner.kafka import deduplicate_loggers
+from stream_ner.logs import configure_logging
 from stream_ner.settings import KafkaSettings, Settings
 from stream_ner.topics import TopicSpec
 
 log = logging.getLogger(__name__)
+
+LIBRARIES = ("faust", "mode", "aiokafka")
+"""Loggers held at WARNING unless ``log_level`` is DEBUG (``configure_logging``)."""
 
 
 def broker_credentials(kafka: KafkaSettings) -> Any:
@@ -317,6 +321,7 @@ def run_worker(settings: Settings) -> int:
 
     from stream_ner.aggregate.faust_worker import StopBoundWorker
 
+    configure_logging(settings.log_level, settings.log_format, "aggregate", libraries=LIBRARIES)
     metrics = AggregateMetrics.create()
     conf = settings.aggregate
     if conf.metrics_port:
@@ -329,9 +334,7 @@ def run_worker(settings: Settings) -> int:
             ) from exc
     ensure_internal_topics(settings)
     app = build_app(settings, metrics)
-    worker = StopBoundWorker(
-        app, loglevel=settings.log_level.lower(), redirect_stdouts=False, stop_timeout_s=conf.stop_timeout_s
-    )
+    worker = StopBoundWorker(app, stop_timeout_s=conf.stop_timeout_s)
     deduplicate_loggers("aiokafka")  # a broker outage: the first line of each kind, then a count per 5 min
     worker.execute_from_commandline()
     return 0

@@ -18,6 +18,7 @@ aggregator stops instead of committing past a write it lost; the restart replays
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from faust.transport.drivers.aiokafka import Producer
@@ -25,9 +26,14 @@ from faust.transport.producer import ProducerBuffer
 
 from stream_ner.errors import DeliveryError
 
+MACHINERY = logging.getLogger(f"faust.{__name__}")
+"""The logger of the faust services below: their start and stop lines are faust's, held with its loggers."""
+
 
 class DrainingBuffer(ProducerBuffer):
     """faust's producer buffer whose ``flush`` returns only once every message was handed to the client."""
+
+    logger = MACHINERY
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -56,6 +62,8 @@ class DrainingBuffer(ProducerBuffer):
 
 class DrainingProducer(Producer):
     """faust's aiokafka producer with a ``DrainingBuffer`` and delivery failures raised by ``flush``."""
+
+    logger = MACHINERY
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

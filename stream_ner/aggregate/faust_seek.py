@@ -42,11 +42,15 @@ from typing import Any
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer, ConsumerThread
 
 log = logging.getLogger(__name__)
+MACHINERY = logging.getLogger(f"faust.{__name__}")
+"""The logger of the faust services below: their start and stop lines are faust's, held with its loggers."""
 
 CLOSE_SECONDS = 10.0
 
 
 class _SeekingThread(AIOKafkaConsumerThread):
+    logger = MACHINERY
+
     async def on_thread_stop(self) -> None:
         # faust's own: stop the method queue, then the consumer, here with a bound on the second
         await ConsumerThread.on_thread_stop(self)
@@ -103,6 +107,8 @@ class SeekingConsumer(Consumer):
 
     Its input partitions resume only once a seek has placed them.
     """
+
+    logger = MACHINERY
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.deferred: set[Any] = set()

@@ -192,8 +192,10 @@ class Stages:
             state = PaneState.restore(partition, self.settings, items[partition])
             self.panes[partition] = state
             self._mark([(partition, w) for w in state.windows()])
-            log.info("by-brand partition %d restored: %d windows", partition, len(state.windows()))
         self.metrics.assigned.labels("windows").set(len(self.panes))
+        if new:
+            windows = sum(len(self.panes[p].windows()) for p in new)
+            log.info("by-brand partitions %s restored: %d windows", sorted(new), windows)
 
     def _skipped(self, stage: str, skipped: dict[int, list[int]]) -> None:
         for partition, offsets in skipped.items():

@@ -238,7 +238,9 @@ def test_scripted_stream_gives_exact_counts_per_brand_and_window(
     posts = script(400, seed=1)
     expected = expected_counts(posts)
     produce(kafka_bootstrap, names.entities, posts)
-    aggregators.append(start_aggregator(kafka_bootstrap, redis_url, names, tmp_path / "agg.log"))
+    log_path = tmp_path / "agg.log"
+    json_logs = {"STREAM_NER_LOG_FORMAT": "json"}
+    aggregators.append(start_aggregator(kafka_bootstrap, redis_url, names, log_path, env_extra=json_logs))
     reader = TopicReader(kafka_bootstrap, names.aggregates)
     try:
         wait_exact(reader, rclient, names.prefix, expected, aggregators[0])
@@ -257,6 +259,10 @@ def test_scripted_stream_gives_exact_counts_per_brand_and_window(
     metrics = aggregators[0].metrics()
     duplicates = len(posts) - len({p.post_id for p in posts})
     assert metrics['stream_ner_aggregate_mentions_total{result="duplicate"}'] >= duplicates > 0
+    records = [json.loads(line) for line in log_path.read_text().splitlines()]  # every line is JSON
+    assert any("restored" in r["msg"] for r in records if r["logger"] == "stream_ner.aggregate.stages")
+    library = [r for r in records if r["logger"].split(".")[0] in {"faust", "mode", "aiokafka"}]
+    assert all(r["level"] in {"WARNING", "ERROR", "CRITICAL"} for r in library), library
 
 
 def test_kill_9_mid_stream_then_restart_keeps_every_count_exact(
