@@ -10,13 +10,17 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from stream_ner.errors import ConfigError
+
+
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
 
 
 class KafkaSettings(BaseModel):
@@ -288,7 +292,7 @@ class Settings(BaseSettings):
     aggregate: AggregateSettings = Field(default_factory=AggregateSettings)
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
     log_format: Literal["json", "text"] = Field(default="text", description="json: one object per line.")
-    log_level: str = Field(
+    log_level: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], BeforeValidator(_upper)] = Field(
         default="INFO",
         description="DEBUG, INFO, WARNING or ERROR; the libraries under the aggregator (faust, aiokafka) log "
         "their INFO lines only at DEBUG.",

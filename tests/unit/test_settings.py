@@ -32,3 +32,13 @@ def test_invalid_values_are_one_line_naming_the_variable(monkeypatch):
         "STREAM_NER_WORKER__MAX_BATCH_POSTS: Input should be greater than or equal to 1 (got '0')" in message
     )
     assert "STREAM_NER_LOG_FORMAT: Input should be 'json' or 'text' (got 'xml')" in message
+
+
+def test_a_log_level_is_one_of_four_in_any_case(monkeypatch):
+    monkeypatch.setenv("STREAM_NER_LOG_LEVEL", "warning")
+    assert load_settings().log_level == "WARNING"
+    monkeypatch.setenv("STREAM_NER_LOG_LEVEL", "verbose")
+    with pytest.raises(
+        ConfigError, match="STREAM_NER_LOG_LEVEL: Input should be 'DEBUG', 'INFO', 'WARNING' or"
+    ):
+        load_settings()
