@@ -153,7 +153,6 @@ def drain(
         "STREAM_NER_REDIS__KEY_PREFIX": tag,
         "STREAM_NER_AGGREGATE__APP_ID": tag,
         "STREAM_NER_AGGREGATE__REPLICATION_FACTOR": "1",
-        "STREAM_NER_LOG_LEVEL": "WARNING",
     }
     if plan.windows is not None:
         env["STREAM_NER_AGGREGATE__WINDOWS"] = json.dumps(plan.windows)
