@@ -207,6 +207,12 @@ class AggregateSettings(BaseModel):
         default="update", description="'update': every change (coalesced per flush); 'close': final only."
     )
     flush_interval_ms: int = Field(default=500, ge=10, description="How often changed windows are emitted.")
+    producer_linger_ms: int = Field(
+        default=10,
+        ge=0,
+        description="How long the aggregator's producer waits to fill a request (the by-brand topic and the "
+        "changelogs); 0 sends each write at once, in many small requests.",
+    )
     batch_events: int = Field(default=1000, ge=1, description="Records taken in one batch by each stage.")
     batch_wait_ms: int = Field(
         default=50, ge=1, description="A partial batch is processed after waiting this long for more."

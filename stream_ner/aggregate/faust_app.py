@@ -199,6 +199,7 @@ def build_app(settings: Settings, metrics: AggregateMetrics) -> Any:
         broker_heartbeat_interval=conf.session_timeout_s / 3,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        producer_linger=conf.producer_linger_ms / 1000,
         processing_guarantee="at_least_once",
     )
     from stream_ner.aggregate import faust_producer, faust_seek
@@ -335,6 +336,9 @@ def run_worker(settings: Settings) -> int:
     ensure_internal_topics(settings)
     app = build_app(settings, metrics)
     worker = StopBoundWorker(app, stop_timeout_s=conf.stop_timeout_s)
-    deduplicate_loggers("aiokafka")  # a broker outage: the first line of each kind, then a count per 5 min
+    # the first line of each kind, then a count per 5 minutes: aiokafka's retries in a broker outage, faust's
+    # "producer buffer full" whenever its send buffer passes its mark (hundreds a minute at full speed)
+    deduplicate_loggers("aiokafka")
+    deduplicate_loggers("faust")
     worker.execute_from_commandline()
     return 0
