@@ -79,6 +79,9 @@ class System:
     name: str
     batch_size: int
     run: Callable[[list[str]], object]
+    model: int | None = None
+    """Index of the ``--model`` artifact this is a graph of (``None``: a baseline)."""
+    precision: str | None = None
 
 
 @contextlib.contextmanager
@@ -206,7 +209,7 @@ def systems(pipe: Any, exported: Path, extras: list[Path], batch_size: int, thre
             exported, precision=precision, intra_op_threads=threads, max_batch_size=batch_size
         )
         out.append(System(f"stream-ner runtime {precision}", batch_size, model.predict))
-    for extra in extras:
+    for index, extra in enumerate(extras):
         for precision in artifact.PRECISIONS:
             if precision != "fp16" and (extra / artifact.graph_name(precision)).is_file():
                 model = NerModel.load(
@@ -216,9 +219,41 @@ def systems(pipe: Any, exported: Path, extras: list[Path], batch_size: int, thre
                 if len(extras) > 1:
                     name += f" ({extra.name})"
                 if model.has_sentiment:  # what a worker calls then: entities and sentiment decoded
-                    out.append(System(f"{name}, analyze", batch_size, model.analyze))
+                    out.append(System(f"{name}, analyze", batch_size, model.analyze, index, precision))
                 else:
-                    out.append(System(name, batch_size, model.predict))
+                    out.append(System(name, batch_size, model.predict, index, precision))
+    return out
+
+
+def against_first_model(all_systems: list[System], results: list[Result]) -> dict[int, dict[str, float]]:
+    """Posts/s of each later ``--model`` graph over the first model's graph of the same precision.
+
+    Per repeat (the two ran back to back under the same load), then the median and range: the figure to
+    compare models by on a noisy machine. Keyed by the index of the system in ``all_systems``; ``of`` is
+    the index of the first model's graph it is compared with.
+    """
+    first = {s.precision: i for i, s in enumerate(all_systems) if s.model == 0}
+    out: dict[int, dict[str, float]] = {}
+    for i, s in enumerate(all_systems):
+        j = first.get(s.precision)
+        if not s.model or j is None:
+            continue
+        ratios = [a / b for a, b in zip(results[i].posts_per_s, results[j].posts_per_s, strict=True)]
+        out[i] = {"of": j, "median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)}
+    return out
+
+
+def row_labels(count: int) -> list[str]:
+    """``a`` to ``z``, then ``aa``, ``ab`` and so on: one label per table row, however many."""
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    out = []
+    for i in range(count):
+        label = ""
+        i += 1
+        while i:
+            i, rest = divmod(i - 1, 26)
+            label = letters[rest] + label
+        out.append(label)
     return out
 
 
@@ -341,6 +376,8 @@ def main(
     base = summaries[0]["posts_per_s"]
     for s in summaries:
         s["ratio_vs_naive"] = s["posts_per_s"] / base
+    for i, ratio in against_first_model(all_systems, results).items():
+        summaries[i]["vs_first_model_per_repeat"] = ratio
     env = {
         "threads": threads,
         "torch": torch.__version__,
@@ -365,7 +402,8 @@ def main(
     )
     for column in ("system", "batch", "posts/s (median)", "vs (a)", "batch p50 ms", "batch p99 ms"):
         table.add_column(column, justify="left" if column == "system" else "right")
-    for label, s in zip("abcdefgh", summaries, strict=False):
+    labels = row_labels(len(summaries))
+    for label, s in zip(labels, summaries, strict=True):
         table.add_row(
             f"({label}) {s['name']}",
             str(s["batch_size"]),
@@ -387,6 +425,13 @@ def main(
     console.print(
         f"fp32 runtime vs pipeline: identical entities (spans and labels) on {same}/{compared} posts"
     )
+    for label, s in zip(labels, summaries, strict=True):
+        if "vs_first_model_per_repeat" in s:
+            r = s["vs_first_model_per_repeat"]
+            console.print(
+                f"({label}) / ({labels[int(r['of'])]}), per repeat: median {r['median']:.2f}x "
+                f"({r['min']:.2f} to {r['max']:.2f})"
+            )
     int8 = next(s for s in summaries if s["name"] == "stream-ner runtime int8")
     console.print(
         f"INT8 runtime vs naive pipeline: [bold]{int8['ratio_vs_naive']:.2f}x[/bold] (target: 4x or more)"
