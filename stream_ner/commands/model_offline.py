@@ -39,6 +39,13 @@ def register(group: argparse._SubParsersAction) -> None:
         action="store_true",
         help="keep the traced graph unfused (given an artifact: its weights rebuilt from its fp32 graph)",
     )
+    export.add_argument(
+        "--weight-bits",
+        type=int,
+        choices=(7, 8),
+        default=7,
+        help="bits of the int8 weights: 7 is right on every x86 CPU, 8 only on CPUs with VNNI (default 7)",
+    )
     export.set_defaults(handler=run_export)
 
     train = group.add_parser(
@@ -201,6 +208,7 @@ def run_export(args: argparse.Namespace) -> int:
             aggregation=args.aggregation,
             progress=progress,
             fusions=not args.no_fusions,
+            weight_bits=args.weight_bits,
             name=name,
             version=version,
             extra_manifest=extra,

@@ -88,6 +88,7 @@ def export(
     progress: Any = None,
     calibration: Calibration | None = None,
     fusions: bool = True,
+    weight_bits: int = 7,
 ) -> ExportReport:
     """Write the artifact for checkpoint ``src`` into directory ``out`` (steps 1-5 of the module).
 
@@ -95,6 +96,7 @@ def export(
     MatMuls, which the INT8 graph then quantizes as such); onnxruntime still applies its own at load time.
     ``keep_fp32`` false drops ``model.fp32.onnx`` after the other precisions are made from it.
     ``calibration``: texts for the int8 activation ranges (default: ``quantize.default_calibration()``).
+    ``weight_bits``: of the int8 weights, 7 (right on every x86 CPU) or 8 (on CPUs with VNNI only).
     ``progress`` is an optional ``rich.progress.Progress``. Raises ``ModelError`` on a parity failure.
     When ``src`` is a model artifact, see ``export_from_artifact`` (the other arguments are not used).
     """
@@ -102,7 +104,12 @@ def export(
         artifact.graph_name(p)
     if is_artifact(src):
         return export_from_artifact(
-            src, out, precisions=precisions, calibration=calibration, progress=progress
+            src,
+            out,
+            precisions=precisions,
+            calibration=calibration,
+            progress=progress,
+            weight_bits=weight_bits,
         )
 
     import torch
@@ -160,7 +167,9 @@ def export(
         step("fp32 graph traced and optimised")
 
         # 3. other precisions
-        derived = _derive(fp32, out, precisions, tokenizer, calibration, max_length, stride, work, progress)
+        derived = _derive(
+            fp32, out, precisions, tokenizer, calibration, max_length, stride, work, progress, weight_bits
+        )
         step("other precisions written")
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -220,7 +229,7 @@ def export(
         "opset": OPSET,
         "inputs": classifier.input_names,
         "outputs": outputs,
-        "precisions": {p: _precision_note(p, fusions) for p in written},
+        "precisions": {p: _precision_note(p, fusions, weight_bits) for p in written},
         "parity": parity,
         **({"quantization": derived} if derived else {}),
         **(extra_manifest or {}),
@@ -255,6 +264,7 @@ def export_from_artifact(
     precisions: tuple[str, ...] = ("fp32", "int8"),
     calibration: Calibration | None = None,
     progress: Any = None,
+    weight_bits: int = 7,
 ) -> ExportReport:
     """Make the other precisions of artifact ``src`` again from its fp32 graph, into ``out`` (may be ``src``).
 
@@ -281,7 +291,9 @@ def export_from_artifact(
 
     # 3. other precisions
     with tempfile.TemporaryDirectory(prefix="stream-ner-export-") as work:
-        derived = _derive(fp32, out, remade, tokenizer, calibration, max_length, stride, Path(work), progress)
+        derived = _derive(
+            fp32, out, remade, tokenizer, calibration, max_length, stride, Path(work), progress, weight_bits
+        )
 
     # 4. parity against the fp32 graph
     feeds = probe_feeds(tokenizer, names, max_length)
@@ -292,11 +304,14 @@ def export_from_artifact(
     written = [p for p in artifact.PRECISIONS if (out / artifact.graph_name(p)).is_file()]
     notes = manifest.get("precisions", {})
     manifest["versions"] = {**manifest.get("versions", {}), **_versions(("onnx", "onnxruntime"))}
-    manifest["precisions"] = {p: _precision_note(p) if p in remade else notes.get(p, "") for p in written}
+    manifest["precisions"] = {
+        p: _precision_note(p, weight_bits=weight_bits) if p in remade else notes.get(p, "") for p in written
+    }
     manifest["parity"] = parity
     manifest["quantization"] = {**manifest.get("quantization", {}), **derived}
-    if "dev_metrics" in manifest:
-        manifest["dev_metrics"] = {k: v for k, v in manifest["dev_metrics"].items() if k not in remade}
+    for key in ("dev_metrics", "dev_sentiment_metrics"):  # scores of the graphs made again are gone
+        if key in manifest:
+            manifest[key] = {k: v for k, v in manifest[key].items() if k not in remade}
     files = [artifact.NER_CONFIG, artifact.TOKENIZER, *(artifact.graph_name(p) for p in written)]
     manifest.pop("files", None)
     manifest["files"] = {f: artifact.sha256(out / f) for f in files}
@@ -315,6 +330,7 @@ def _derive(
     stride: int,
     work: Path,
     progress: Any,
+    weight_bits: int = 7,
 ) -> dict[str, Any]:
     """Step 3: the int8 and fp16 graphs of ``fp32`` asked for; returns how int8 was made (``{}`` without)."""
     from stream_ner.offline.quantize import default_calibration, quantize_int8
@@ -330,6 +346,7 @@ def _derive(
             stride=stride,
             work=work,
             progress=progress,
+            weight_bits=weight_bits,
         )
     if "fp16" in precisions:
         _to_fp16(fp32, out / artifact.graph_name("fp16"))
@@ -364,10 +381,11 @@ def _max_diff(name: str, got: np.ndarray, reference: np.ndarray, valid: np.ndarr
     return float(np.abs(got - reference)[mask].max())
 
 
-def _precision_note(precision: str, fusions: bool = True) -> str:
+def _precision_note(precision: str, fusions: bool = True, weight_bits: int = 7) -> str:
     return {
         "fp32": "float32, onnxruntime transformer fusions" if fusions else "float32, as traced (no fusions)",
-        "int8": "static quantization, calibrated uint8 activations, per-channel 7-bit int8 weights, CPU",
+        "int8": "static quantization, calibrated uint8 activations, "
+        f"per-channel {weight_bits}-bit int8 weights, CPU",
         "fp16": "float16 weights and compute, float32 inputs/outputs, for CUDA",
     }[precision]
 

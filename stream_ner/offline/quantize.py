@@ -19,8 +19,10 @@ softmax, GELU) work per token. It also drops the per-batch scale computation.
    and the embedding Gathers, per-channel 7-bit weights, uint8 activations. MatMul outputs stay float,
    so onnxruntime runs each as one ``MatMulIntegerToFloat``.
 
-Weights are 7-bit (``reduce_range``): without VNNI, x86 int8 kernels add u8*s8 pairs in saturating int16,
-which with full-range weights flipped 39% of token labels of a test model on an AVX2-only CPU.
+Weights are 7-bit (``reduce_range``) by default: without VNNI, x86 int8 kernels add u8*s8 pairs in
+saturating int16, which with full-range weights flipped 39% of token labels of a test model on an AVX2-only
+CPU. ``weight_bits=8`` writes full-range weights, right only on CPUs with VNNI (int32 dot products); on the
+shipped model they ran no faster there and scored within noise of 7-bit ones (its model card).
 Calibration batches come from the runtime's own tokenization, windows and length-bucketed batching, so
 the ranges are those of the inputs the graph will see.
 """
@@ -91,11 +93,16 @@ def quantize_int8(
     stride: int,
     work: Path,
     progress: Any = None,
+    weight_bits: int = 7,
 ) -> dict[str, Any]:
     """Write the static INT8 graph of ``fp32`` to ``dest`` (steps 1-4 of the module); returns its description.
 
     ``work`` is a scratch directory; ``progress`` an optional ``rich.progress.Progress`` for calibration.
+    ``weight_bits`` 7 (``reduce_range``, safe on every x86 CPU) or 8 (full range: for CPUs with VNNI only).
     """
+    if weight_bits not in (7, 8):
+        raise ValueError(f"weight_bits must be 7 or 8, not {weight_bits}")
+    reduce_range = weight_bits == 7
     graph_inputs = onnx.load(fp32, load_external_data=False).graph.input
     inputs = {i.name: helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type) for i in graph_inputs}
     batches = calibration_batches(tokenizer, calibration.texts, inputs, max_length=max_length, stride=stride)
@@ -114,7 +121,7 @@ def quantize_int8(
     attention = [n for n in model.graph.node if _convertible_attention(n, model)]
     ranges = observe_ranges(model, [n.input[0] for n in attention], batches, progress, "int8: attention")
     for node in attention:
-        _to_qattention(model, node, ranges[node.input[0]])
+        _to_qattention(model, node, ranges[node.input[0]], reduce_range=reduce_range)
     _drop_unused_initializers(model)
     if any(n.op_type == "EmbedLayerNormalization" for n in model.graph.node):
         onnx.save(model, pre)
@@ -133,7 +140,7 @@ def quantize_int8(
         quant_format=QuantFormat.QDQ,
         op_types_to_quantize=["MatMul", "Gather"],
         per_channel=True,
-        reduce_range=True,
+        reduce_range=reduce_range,
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
         calibrate_method=CalibrationMethod.MinMax,
@@ -144,11 +151,12 @@ def quantize_int8(
         },
     )
     dynamic = [n.name for n in onnx.load(dest).graph.node if n.op_type == "DynamicQuantizeLinear"]
+    kinds = ["MatMul", *(["Attention"] if attention else []), "embeddings"]
     if dynamic:
         raise ModelError(f"the int8 graph still quantizes activations per batch: {dynamic[:3]}")
     return {
         "method": "static QDQ, MinMax calibration",
-        "weights": "per-channel 7-bit int8 (MatMul, Attention, embeddings)",
+        "weights": f"per-channel {weight_bits}-bit int8 ({', '.join(kinds)})",
         "activations": "uint8, constant scales",
         "calibration": calibration.source,
         "calibration_batches": len(batches),
@@ -221,14 +229,16 @@ def _convertible_attention(node: onnx.NodeProto, model: onnx.ModelProto) -> bool
     return node.input[1] in constants and node.input[2] in constants
 
 
-def _to_qattention(model: onnx.ModelProto, node: onnx.NodeProto, observed: tuple[float, float]) -> None:
+def _to_qattention(
+    model: onnx.ModelProto, node: onnx.NodeProto, observed: tuple[float, float], *, reduce_range: bool
+) -> None:
     """Replace ``node`` in place by ``QuantizeLinear`` (constant range ``observed``) and ``QAttention``."""
     graph, name = model.graph, node.name or node.output[0]
     qmin, qmax = (np.asarray(v) for v in get_qmin_qmax_for_qType(TensorProto.UINT8))
     zero_point, scale = compute_scale_zp(np.float32(observed[0]), np.float32(observed[1]), qmin, qmax)
     weights = numpy_helper.to_array(next(i for i in graph.initializer if i.name == node.input[1]))
     wmin, wmax = (
-        int(v) for v in get_qmin_qmax_for_qType(TensorProto.INT8, reduce_range=True, symmetric=True)
+        int(v) for v in get_qmin_qmax_for_qType(TensorProto.INT8, reduce_range=reduce_range, symmetric=True)
     )
     w_scale = (np.abs(weights).max(axis=0) / wmax).astype(np.float32)
     w_scale[w_scale == 0] = 1.0

@@ -197,6 +197,44 @@ def test_an_artifact_is_quantized_again_from_its_fp32_graph(
     assert len(NerModel.load(again, precision="int8").predict(TEXTS[:2])) == 2
 
 
+def _int8_weight_bounds(graph: Path) -> tuple[int, int]:
+    """Lowest and highest value over the int8 weight tensors of a quantized graph."""
+    tensors = [
+        onnx.numpy_helper.to_array(i)
+        for i in onnx.load(graph).graph.initializer
+        if i.data_type == onnx.TensorProto.INT8
+    ]
+    return min(int(t.min()) for t in tensors if t.size), max(int(t.max()) for t in tensors if t.size)
+
+
+def test_weights_are_7_bit_unless_8_are_asked_for(exported: tuple[Path, Path], tmp_path: Path) -> None:
+    _, out = exported
+    low, high = _int8_weight_bounds(out / "model.int8.onnx")
+    # reduce_range: two u8 x s8 products sum to at most 2 * 255 * 64 = 32,640, within AVX2's int16
+    assert -64 <= low and high <= 64
+    full = tmp_path / "full"
+    export(out, full, precisions=("fp32", "int8"), weight_bits=8)
+    low, high = _int8_weight_bounds(full / "model.int8.onnx")
+    assert low <= -100 or high >= 100
+    manifest = json.loads((full / artifact.MANIFEST).read_text())
+    assert "8-bit" in manifest["precisions"]["int8"]
+    assert "8-bit" in manifest["quantization"]["int8"]["weights"]
+
+
+def test_scores_of_a_graph_made_again_are_dropped(exported: tuple[Path, Path], tmp_path: Path) -> None:
+    _, out = exported
+    scored = tmp_path / "scored"
+    shutil.copytree(out, scored)
+    manifest = json.loads((scored / artifact.MANIFEST).read_text())
+    scores = {"fp32": {"wnut17": {"micro": 1.0}}, "int8": {"wnut17": {"micro": 1.0}}}
+    manifest["dev_metrics"] = manifest["dev_sentiment_metrics"] = scores
+    (scored / artifact.MANIFEST).write_text(json.dumps(manifest))
+    again = tmp_path / "again"
+    export(scored, again, precisions=("fp32", "int8"))
+    after = json.loads((again / artifact.MANIFEST).read_text())
+    assert after["dev_metrics"] == after["dev_sentiment_metrics"] == {"fp32": scores["fp32"]}
+
+
 def test_sentiment_outputs_are_declared_and_analyzed(exported: tuple[Path, Path]) -> None:
     src, out = exported
     config = json.loads((out / artifact.NER_CONFIG).read_text())
