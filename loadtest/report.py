@@ -592,7 +592,10 @@ def _pinned_section(doc: PinnedDoc) -> list[str]:
             "agree within the search's resolution, 4%): what limits *Maximum sustained throughput* with the "
             "aggregator on is the CPU it shares with the workers there, not its speed."
             if ratio is not None and ratio >= 0.96
-            else "With CPU of its own the aggregator still lowers the max rate: it does not keep up."
+            else "With the aggregator on, the max rate is lower. This search does not tell why: the "
+            "aggregator's own speed (its drain rate alone is under *Aggregator*) or the CPU it shares "
+            "there with the broker (whose acknowledgements the workers wait for), Redis and the load "
+            "generator."
         ),
         "",
         "Search steps, workers only, then with the aggregator:",
