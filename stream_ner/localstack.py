@@ -26,6 +26,7 @@ Requirements: bash, Java 17+ (and Maven for the first jar fetch), ``redis-server
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -35,9 +36,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from stream_ner.errors import LocalStackError
+
+if TYPE_CHECKING:
+    from confluent_kafka.admin import AdminClient
 
 Kind = Literal["kafka", "redis"]
 
@@ -313,22 +317,68 @@ def _read_state(kind: Kind, state_file: Path) -> LocalService:
 
 
 def _wait_for_broker(bootstrap: str, brokers: int, timeout: float) -> None:
-    """Readiness beyond the log lines: every broker is listed in the metadata an AdminClient gets."""
+    """Readiness beyond the log lines: every broker is listed in the metadata an AdminClient gets.
+
+    Then the coordinators clients ask for first must answer (``_wait_for_coordinators``).
+    """
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
     deadline, last_error = time.monotonic() + timeout, ""
     while time.monotonic() < deadline:
         try:
-            if len(admin.list_topics(timeout=5).brokers) >= brokers:
-                return
+            listed = len(admin.list_topics(timeout=5).brokers)
         except KafkaException as exc:
             last_error = str(exc)
+        else:
+            if listed >= brokers:
+                _wait_for_coordinators(bootstrap, admin, deadline)
+                return
+            last_error = f"{listed} of {brokers} brokers listed"
         time.sleep(0.2)
-    raise LocalStackError(
-        f"Kafka at {bootstrap} listed fewer than {brokers} brokers within {timeout:.0f}s {last_error}"
+    raise LocalStackError(f"Kafka at {bootstrap} was not ready within {timeout:.0f}s: {last_error}")
+
+
+def _wait_for_coordinators(bootstrap: str, admin: AdminClient, deadline: float) -> None:
+    """Until an idempotent producer gets its producer id and a consumer group its coordinator.
+
+    A fresh cluster answers both with "coordinator load in progress" for a second or so. Clients retry,
+    but say so (librdkafka a warning per producer, aiokafka an error), which on a first run reads like a
+    fault; the cluster is handed over once neither would. ``LocalStackError`` past ``deadline``.
+    """
+    from confluent_kafka import KafkaException, Producer
+
+    state = {"idempotence": ""}
+
+    def on_stats(raw: str) -> None:
+        state["idempotence"] = json.loads(raw).get("eos", {}).get("idemp_state", "")
+
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,
+            "statistics.interval.ms": 100,
+            "stats_cb": on_stats,
+            "log_level": 0,
+        }
     )
+    while state["idempotence"] != "Assigned":
+        if time.monotonic() > deadline:
+            raise LocalStackError(f"Kafka at {bootstrap} assigned no producer id in time")
+        producer.poll(0.1)
+    # a group nobody joins: describing it needs its coordinator, and leaves nothing behind
+    group = f"stream-ner-readiness-{uuid.uuid4().hex[:8]}"
+    while True:
+        try:
+            admin.describe_consumer_groups([group], request_timeout=5)[group].result()
+            return
+        except KafkaException as exc:
+            if time.monotonic() > deadline:
+                raise LocalStackError(
+                    f"Kafka at {bootstrap} found no group coordinator in time: {exc}"
+                ) from exc
+            time.sleep(0.2)
 
 
 def _with_progress(description: str, work: Callable[[], _Done]) -> _Done:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import socket
+import time
 import uuid
 from collections import defaultdict
 
@@ -105,14 +108,58 @@ def test_redis_answers_and_keys_stay_under_the_test_prefix(redis_client, redis_p
     assert all(k.startswith(redis_prefix.encode()) for k in redis_client.scan_iter(match=f"{redis_prefix}*"))
 
 
+class _Records(logging.Handler):
+    """Keeps the message of every record a client logs."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def _first_producer_id_wait(bootstrap: str) -> list[str]:
+    """What the first idempotent producer of a cluster logs until it has its producer id."""
+    records = _Records()
+    logger = logging.getLogger(f"test.librdkafka.{uuid.uuid4().hex[:8]}")
+    logger.addHandler(records)
+    logger.propagate = False
+    assigned = []
+
+    def on_stats(raw: str) -> None:
+        assigned.append(json.loads(raw)["eos"]["idemp_state"] == "Assigned")
+
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,
+            "statistics.interval.ms": 50,
+            "stats_cb": on_stats,
+            "logger": logger,
+        }
+    )
+    deadline = time.monotonic() + 30
+    while not any(assigned) and time.monotonic() < deadline:
+        producer.poll(0.05)
+    assert any(assigned), records.messages
+    return records.messages
+
+
 def test_named_instances_run_beside_the_session_ones_and_are_found_again(kafka_bootstrap, redis_url):
     name = f"test-{uuid.uuid4().hex[:8]}"
     with localstack.start_redis(name=name) as extra_redis, localstack.start_kafka(name=name) as extra_kafka:
+        # a fresh cluster is handed over only once its coordinators answer: clients start without the
+        # "coordinator load in progress" retries they log otherwise
+        assert not [m for m in _first_producer_id_wait(extra_kafka.bootstrap) if "load in progress" in m]
+        extra_admin = AdminClient({"bootstrap.servers": extra_kafka.bootstrap})
+        group = f"fresh-{name}"
+        described = extra_admin.describe_consumer_groups([group], request_timeout=5)[group]
+        assert described.result(timeout=5).coordinator is not None
         assert extra_redis.url != redis_url and extra_kafka.bootstrap != kafka_bootstrap
         assert localstack.find("redis", name) == extra_redis
         assert localstack.find("kafka", name) == extra_kafka
         topic = f"extra-{name}"
-        extra_admin = AdminClient({"bootstrap.servers": extra_kafka.bootstrap})
         extra_admin.create_topics([NewTopic(topic, 2, 1)])[topic].result()
         wait_for_leaders(extra_admin, {topic: 2})
         _produce(extra_kafka.bootstrap, topic, [(b"k", b"v")])
