@@ -19,6 +19,7 @@ import numpy as np
 
 from stream_ner.errors import ModelError
 from stream_ner.model import artifact
+from stream_ner.model.cpu import x86_without_vnni
 from stream_ner.model.decode import AGGREGATIONS, TagSet, decode_text, merge_windows
 from stream_ner.model.entity import Entity
 from stream_ner.model.providers import CUDA, Runner, create_session, cuda_available
@@ -140,6 +141,7 @@ class NerModel:
         use_cuda = cuda_available()
         chosen = _choose_precision(root, precision, use_cuda)
         graph = root / artifact.graph_name(chosen)
+        _check_int8_weights(manifest, chosen, graph)
         if verify:
             _verify(root, manifest, [artifact.NER_CONFIG, artifact.TOKENIZER, graph.name])
         strategy = aggregation or str(config.get("aggregation", "first"))
@@ -152,6 +154,7 @@ class NerModel:
             # onnxruntime-gpu without a usable GPU fell back to the CPU: choose again for the CPU
             chosen = _choose_precision(root, precision, use_cuda=False)
             graph = root / artifact.graph_name(chosen)
+            _check_int8_weights(manifest, chosen, graph)
             if verify:
                 _verify(root, manifest, [graph.name])
             session = create_session(
@@ -351,6 +354,21 @@ def _choose_precision(root: Path, precision: str, use_cuda: bool) -> str:
         if candidate in present:
             return candidate
     raise ModelError(f"{root} has no graph usable here (has: {', '.join(present) or 'none'})")
+
+
+def _check_int8_weights(manifest: dict[str, Any], precision: str, graph: Path) -> None:
+    """Refuse an INT8 graph with full-range weights on an x86 CPU without VNNI (``stream_ner.model.cpu``).
+
+    Such a CPU sums them in saturating int16: the graph would run and give wrong entities.
+    """
+    if precision != "int8":
+        return
+    bits = (manifest.get("quantization") or {}).get("int8", {}).get("weight_bits", 7)
+    if bits == 8 and x86_without_vnni():
+        raise ModelError(
+            f"{graph} has full-range (8-bit) int8 weights, which an x86 CPU without VNNI sums wrongly; "
+            "export it with --weight-bits 7 or run the fp32 graph"
+        )
 
 
 def _read_json(path: Path) -> dict[str, Any]:

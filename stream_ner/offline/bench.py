@@ -30,6 +30,7 @@ import os
 import platform
 import shutil
 import statistics
+import string
 import tempfile
 import time
 import warnings
@@ -245,14 +246,12 @@ def against_first_model(all_systems: list[System], results: list[Result]) -> dic
 
 def row_labels(count: int) -> list[str]:
     """``a`` to ``z``, then ``aa``, ``ab`` and so on: one label per table row, however many."""
-    letters = "abcdefghijklmnopqrstuvwxyz"
     out = []
-    for i in range(count):
+    for number in range(1, count + 1):
         label = ""
-        i += 1
-        while i:
-            i, rest = divmod(i - 1, 26)
-            label = letters[rest] + label
+        while number:
+            number, rest = divmod(number - 1, 26)
+            label = string.ascii_lowercase[rest] + label
         out.append(label)
     return out
 

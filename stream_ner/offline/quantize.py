@@ -157,6 +157,7 @@ def quantize_int8(
     return {
         "method": "static QDQ, MinMax calibration",
         "weights": f"per-channel {weight_bits}-bit int8 ({', '.join(kinds)})",
+        "weight_bits": weight_bits,
         "activations": "uint8, constant scales",
         "calibration": calibration.source,
         "calibration_batches": len(batches),

@@ -219,6 +219,7 @@ def test_weights_are_7_bit_unless_8_are_asked_for(exported: tuple[Path, Path], t
     manifest = json.loads((full / artifact.MANIFEST).read_text())
     assert "8-bit" in manifest["precisions"]["int8"]
     assert "8-bit" in manifest["quantization"]["int8"]["weights"]
+    assert manifest["quantization"]["int8"]["weight_bits"] == 8  # what the runtime checks the CPU against
 
 
 def test_scores_of_a_graph_made_again_are_dropped(exported: tuple[Path, Path], tmp_path: Path) -> None:

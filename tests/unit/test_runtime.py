@@ -20,7 +20,8 @@ from tokenizers import Tokenizer
 
 import stream_ner
 from stream_ner.errors import GpuUnavailableError, ModelError
-from stream_ner.model import artifact
+from stream_ner.model import artifact, runtime
+from stream_ner.model.cpu import x86_without_vnni
 from stream_ner.model.providers import cuda_available
 from stream_ner.model.runtime import DEFAULT_PATH, NerModel
 from tests.unit.test_windows import EDGE_TEXTS, tokenizer_path
@@ -337,3 +338,34 @@ def test_predict_command_adds_entities_to_each_record(tmp_path: Path) -> None:
     ]
     source.write_text('{"id": "c"}\n', encoding="utf-8")
     assert main(argv) == 2  # a record without text is an error, not a silent skip
+
+
+AVX2_ONLY = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma bmi2\n"
+WITH_VNNI = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 avx512f avx512_vnni\n"
+
+
+def test_a_cpu_without_vnni_is_told_from_its_flags() -> None:
+    assert x86_without_vnni(AVX2_ONLY, "x86_64")
+    assert not x86_without_vnni(WITH_VNNI, "x86_64")
+    assert not x86_without_vnni("flags\t\t: avx2 avx_vnni\n", "x86_64")  # VNNI on 256-bit vectors
+    assert not x86_without_vnni(AVX2_ONLY, "aarch64")  # int8 dot products accumulate in int32 there
+    assert not x86_without_vnni("processor\t: 0\n", "x86_64")  # no flags: nothing known against
+
+
+def test_full_range_int8_weights_are_refused_on_a_cpu_without_vnni(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = build_lookup_artifact(tmp_path, precisions=("fp32", "int8"))
+    manifest = json.loads((root / artifact.MANIFEST).read_text())
+    manifest["quantization"] = {"int8": {"weight_bits": 8}}
+    (root / artifact.MANIFEST).write_text(json.dumps(manifest))
+    monkeypatch.setattr(runtime, "x86_without_vnni", lambda: True)
+    with pytest.raises(ModelError, match="full-range"):
+        NerModel.load(root, precision="int8")
+    assert NerModel.load(root, precision="fp32").precision == "fp32"
+    monkeypatch.setattr(runtime, "x86_without_vnni", lambda: False)
+    assert NerModel.load(root, precision="int8").precision == "int8"
+    manifest["quantization"] = {"int8": {"weight_bits": 7}}
+    (root / artifact.MANIFEST).write_text(json.dumps(manifest))
+    monkeypatch.setattr(runtime, "x86_without_vnni", lambda: True)
+    assert NerModel.load(root, precision="int8").precision == "int8"
