@@ -109,6 +109,9 @@ class Rig:
                 part.stop() if isinstance(part, EventCollector) else part.close()
         if self.generator is not None:
             self.generator.close()
+        # drop the clients, so none outlives the rig and logs its reconnects once the broker is gone
+        self.collector = self.generator = self.lag = None
+        self._aggregator_lag = []
         self.topics.delete(self.broker.bootstrap)
 
     def warm_up(self, rate: float, seconds: float) -> None:
