@@ -16,7 +16,9 @@ Each read is split into a pure planning or building step and a few pipelined rou
 
 Sentiment: a brand's ``sentiment`` is the mean of the posts that carried one (``sentiment_sum /
 sentiment_count``) and ``None`` when none did; the board's ``sentiment_posts`` is 0 when no listed brand
-has any, and the page then says "no sentiment yet".
+has any, and the page then says "no sentiment yet". A row's ``polarity`` counts its mentions by the
+sentiment toward the brand (negative, neutral, positive), so a mean near 0 tells a split brand from a
+neutral one.
 
 Redis errors surface as ``RedisUnavailable``; the caller retries.
 """
@@ -34,7 +36,7 @@ from stream_ner.aggregate.redis_sink import Keys
 from stream_ner.dashboard.spikes import Spike, SpikeRule, detect
 from stream_ner.errors import RedisUnavailable
 
-_DETAIL_FIELDS = ("authors", "posts", "sentiment_sum", "sentiment_count")
+_DETAIL_FIELDS = ("authors", "posts", "sentiment_sum", "sentiment_count", "negative", "neutral", "positive")
 _POINT_FIELDS = ("mentions", "posts", "authors", "sentiment_sum", "sentiment_count")
 
 
@@ -76,6 +78,7 @@ class Row:
     posts: int
     sentiment: float | None  # mean in [-1, 1] of the posts that carried one
     sentiment_posts: int
+    polarity: tuple[int, int, int]  # mentions negative, neutral and positive toward the brand
     spike: Spike | None
 
 
@@ -211,7 +214,7 @@ def build_board(
     out: list[Row] = []
     for brand in shown:
         count = mentions[brand]
-        authors, posts, s_sum, s_count = details.get(brand) or (None,) * len(_DETAIL_FIELDS)
+        authors, posts, s_sum, s_count, *polarity = details.get(brand) or (None,) * len(_DETAIL_FIELDS)
         before = None if previous is None else previous.get(brand, 0)
         n_sentiment = _int(s_count)
         out.append(
@@ -227,6 +230,7 @@ def build_board(
                 posts=_int(posts),
                 sentiment=_mean(_float(s_sum), n_sentiment),
                 sentiment_posts=n_sentiment,
+                polarity=(_int(polarity[0]), _int(polarity[1]), _int(polarity[2])),
                 spike=spikes.get(brand),
             )
         )

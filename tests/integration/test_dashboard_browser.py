@@ -342,16 +342,34 @@ def test_dashboard_in_chromium_shows_the_stream_live_and_safely(
         direction = header.get_attribute("aria-sort")
         assert direction in ("ascending", "descending")
         assert not browser.find_element("id", "sentiment-note").is_displayed()
-        shown = browser.execute_script(
+        cells = browser.execute_script(
             "return [...document.querySelectorAll('#board tbody tr')].map(r => {"
-            "  const s = r.querySelector('.sentiment span:last-child');"
-            "  return s ? Number(s.textContent) : null; });"
+            "  const s = r.querySelector('.sentiment .value');"
+            "  if (!s) return null;"
+            "  const parts = [...r.querySelectorAll('.polarity > span')];"
+            "  return {value: s.textContent,"
+            "          split: Object.fromEntries(parts.map(p => [p.className, Number(p.dataset.count)])),"
+            "          widths: parts.map(p => p.getBoundingClientRect().width),"
+            "          bar: r.querySelector('.polarity')?.getBoundingClientRect().width}; });"
         )
-        assert len(shown) == before
-        scored = [value for value in shown if value is not None]
+        assert len(cells) == before
+        scored = [float(cell["value"]) for cell in cells if cell is not None]
         assert scored, "no row shows a sentiment"
-        assert shown[: len(scored)] == scored, "rows without a sentiment come last"
+        assert len(set(scored)) > 1, f"every row shows the same sentiment: {scored}"
+        assert cells[: len(scored)] == [c for c in cells if c is not None], "rows without one come last"
         assert scored == sorted(scored, reverse=direction == "descending")
+        # each scored row splits its mentions by polarity: a bar whose parts are as wide as their counts
+        for cell in (c for c in cells if c is not None):
+            split, total = cell["split"], sum(cell["split"].values())
+            assert total > 0 and set(split) <= {"neg", "neu", "pos"}, cell
+            assert sum(cell["widths"]) == pytest.approx(cell["bar"], abs=1.0)
+            for width, count in zip(cell["widths"], split.values(), strict=True):
+                assert width == pytest.approx(cell["bar"] * count / total, abs=1.0), cell
+            # all mentions one way: the mean (positive minus negative probability) has that sign
+            if set(split) == {"pos"}:
+                assert cell["value"].startswith("+"), cell
+            if set(split) == {"neg"}:
+                assert cell["value"].startswith("-"), cell
         browser.find_element("css selector", "th[data-sort='mentions']").click()
 
         screenshots = Path(os.environ.get("STREAM_NER_SCREENSHOT_DIR") or tmp_path)

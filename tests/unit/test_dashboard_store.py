@@ -25,7 +25,18 @@ RULE = SpikeRule(z=3.0, min_mentions=5, min_history=3)
 NAMES = {"nike": "Nike", "adidas": "Adidas", "apple": "Apple"}
 
 
-def record(brand, start, size, mentions, authors=1, s_sum=0.0, s_count=0, co_brands=(), co_entities=()):
+def record(
+    brand,
+    start,
+    size,
+    mentions,
+    authors=1,
+    s_sum=0.0,
+    s_count=0,
+    co_brands=(),
+    co_entities=(),
+    polarity=(0, 0, 0),
+):
     return BrandAggregate(
         brand=brand,
         unknown=brand.startswith("~"),
@@ -40,6 +51,9 @@ def record(brand, start, size, mentions, authors=1, s_sum=0.0, s_count=0, co_bra
         sample_post_ids=["p1"],
         sentiment_sum=s_sum,
         sentiment_count=s_count,
+        negative=polarity[0],
+        neutral=polarity[1],
+        positive=polarity[2],
         final=False,
     ).model_dump(mode="json")
 
@@ -78,7 +92,7 @@ def test_board_shares_changes_sentiment_and_a_spike_below_the_top_rows():
         {"apple": 1, "~acme": 12},
     ]
     hashes = {
-        "nike": hash_fields(record("nike", T, 60, 30, authors=21, s_sum=3.0, s_count=4)),
+        "nike": hash_fields(record("nike", T, 60, 30, authors=21, s_sum=3.0, s_count=4, polarity=(0, 1, 3))),
         "apple": hash_fields(record("apple", T, 60, 8, authors=8)),
         "~acme": hash_fields(record("~acme", T, 60, 12, authors=2)),
     }
@@ -94,7 +108,9 @@ def test_board_shares_changes_sentiment_and_a_spike_below_the_top_rows():
     assert nike.name == "Nike" and nike.share == 0.5 and nike.previous == 20 and nike.change == 0.5
     assert nike.authors == 21 and nike.sentiment == 0.75 and nike.sentiment_posts == 4
     assert acme.name == "acme" and acme.unknown and acme.previous == 12 and acme.change == 0.0
+    assert nike.polarity == (0, 1, 3)  # mentions negative, neutral, positive toward the brand
     assert acme.sentiment is None and acme.sentiment_posts == 0  # no sentiment: None, not 0
+    assert acme.polarity == (0, 0, 0) and adidas.polarity == (0, 0, 0)
     assert adidas.authors == 0 and adidas.posts == 0  # no hash read (yet): zeros, not an error
     assert apple.spike is not None and apple.spike.mean == pytest.approx(0.5)
     assert board.sentiment_posts == 4

@@ -161,10 +161,28 @@
       el(
         "div",
         { class: "sentiment", title: label + ", " + row.sentiment_posts + " posts with a sentiment" },
-        el("span", { class: "scale" }, marker),
-        el("span", { text: (row.sentiment > 0 ? "+" : "") + row.sentiment.toFixed(2) })
+        el("span", { class: "gauge" }, el("span", { class: "scale" }, marker), polarityBar(row)),
+        el("span", { class: "value", text: (row.sentiment > 0 ? "+" : "") + row.sentiment.toFixed(2) })
       )
     );
+  }
+
+  // The mentions toward the brand split by polarity: a mean near 0 can be a neutral brand or a split one.
+  function polarityBar(row) {
+    const [negative, neutral, positive] = row.polarity;
+    const total = negative + neutral + positive;
+    if (!total) return null;
+    const bar = el("span", {
+      class: "polarity",
+      title: negative + " negative, " + neutral + " neutral, " + positive + " positive mentions",
+    });
+    for (const [cls, count] of [["neg", negative], ["neu", neutral], ["pos", positive]]) {
+      if (!count) continue;
+      const part = el("span", { class: cls, dataset: { count: count } });
+      part.style.width = (count / total) * 100 + "%";
+      bar.append(part);
+    }
+    return bar;
   }
 
   function renderBoard() {
