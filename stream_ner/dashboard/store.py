@@ -214,7 +214,8 @@ def build_board(
     out: list[Row] = []
     for brand in shown:
         count = mentions[brand]
-        authors, posts, s_sum, s_count, *polarity = details.get(brand) or (None,) * len(_DETAIL_FIELDS)
+        reply = details.get(brand) or (None,) * len(_DETAIL_FIELDS)
+        authors, posts, s_sum, s_count, negative, neutral, positive = reply
         before = None if previous is None else previous.get(brand, 0)
         n_sentiment = _int(s_count)
         out.append(
@@ -230,7 +231,7 @@ def build_board(
                 posts=_int(posts),
                 sentiment=_mean(_float(s_sum), n_sentiment),
                 sentiment_posts=n_sentiment,
-                polarity=(_int(polarity[0]), _int(polarity[1]), _int(polarity[2])),
+                polarity=(_int(negative), _int(neutral), _int(positive)),
                 spike=spikes.get(brand),
             )
         )

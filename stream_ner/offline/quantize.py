@@ -151,9 +151,9 @@ def quantize_int8(
         },
     )
     dynamic = [n.name for n in onnx.load(dest).graph.node if n.op_type == "DynamicQuantizeLinear"]
-    kinds = ["MatMul", *(["Attention"] if attention else []), "embeddings"]
     if dynamic:
         raise ModelError(f"the int8 graph still quantizes activations per batch: {dynamic[:3]}")
+    kinds = ["MatMul", *(["Attention"] if attention else []), "embeddings"]
     return {
         "method": "static QDQ, MinMax calibration",
         "weights": f"per-channel {weight_bits}-bit int8 ({', '.join(kinds)})",
