@@ -131,6 +131,14 @@ def register(group: argparse._SubParsersAction) -> None:
         default=0,
         help="transformer layers of the model to train, evenly spaced from the encoder's (0: all)",
     )
+    train.add_argument(
+        "--self-training",
+        type=float,
+        default=0.0,
+        metavar="THRESHOLD",
+        help="also train on the teacher's tags of every TweetEval post on whose every word the teacher is "
+        "at least THRESHOLD sure (needs --teacher and --sentiment; default 0: off)",
+    )
     train.add_argument("--distill-weight", type=float, default=1.0, help="weight of the distillation loss")
     train.add_argument("--distill-temperature", type=float, default=2.0)
     train.add_argument("--max-steps", type=int, default=0, help="batches per epoch at most (a smoke test)")
@@ -261,6 +269,7 @@ def run_train(args: argparse.Namespace) -> int:
         teacher=str(args.teacher) if args.teacher else None,
         distill_weight=args.distill_weight,
         distill_temperature=args.distill_temperature,
+        self_training=args.self_training,
     )
     precisions = tuple(p.strip() for p in args.precision.split(",") if p.strip())
     sentiment = sentiment_dir(args.sentiment_data) if args.sentiment else None

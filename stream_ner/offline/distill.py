@@ -10,6 +10,9 @@ TweetEval text rather than only the labelled ones a batch draws.
 
 The teacher sees exactly the student's inputs (same tokenizer, same shape ids), so its logits line up
 token for token. They are computed once per run and cached in the work directory (float16).
+
+Self-training (``confident_tags``) turns the teacher's soft tags into hard labels on the unlabelled posts
+it is sure of, so those posts teach the tagger as gold posts do.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from stream_ner.errors import ConfigError
-from stream_ner.offline.data import ID2LABEL, Example, TeacherOutputs, input_arrays
+from stream_ner.offline.data import ID2LABEL, IGNORE, Example, TeacherOutputs, input_arrays
 
 TEACHER_GRAPH = "model.fp32.onnx"
 SENTIMENT_OUTPUTS = ("post_sentiment", "target_sentiment")
@@ -119,6 +122,31 @@ def attach_teacher(
     tmp = cache.with_suffix(".tmp.npz")
     np.savez(tmp, **arrays)  # type: ignore[arg-type]
     tmp.replace(cache)
+
+
+def confident_tags(example: Example, threshold: float, prefix: int) -> np.ndarray | None:
+    """The teacher's most probable tags as the post's labels, or None when it is unsure of any word.
+
+    Labels are on each word's first subword, as gold labels are (``IGNORE`` elsewhere); ``prefix`` is the
+    number of special tokens before the text. The post qualifies when, on every word, the teacher's most
+    probable tag has at least ``threshold`` probability; a post with no words does not. A ``ValueError``
+    without teacher outputs.
+    """
+    if example.teacher is None:
+        raise ValueError(f"post {example.record.id!r} has no teacher outputs")
+    word_ids = example.word_ids
+    firsts = [t for t, w in enumerate(word_ids) if w >= 0 and (t == 0 or word_ids[t - 1] != w)]
+    if not firsts:
+        return None
+    rows = prefix + np.asarray(firsts)
+    logits = example.teacher.tags[rows].astype(np.float32)
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    if float(probs.max(-1).min()) < threshold:
+        return None
+    labels = np.full(len(example.input_ids), IGNORE, dtype=np.int64)
+    labels[rows] = probs.argmax(-1)
+    return labels
 
 
 def _stack(rows: list[np.ndarray], width: int) -> np.ndarray:

@@ -14,7 +14,9 @@ sets, export to an artifact.
    of NER posts with their names swapped (``stream_ner.offline.augment``) and with
    ``distant_supervision`` every TweetEval post that names a catalog brand, tagged there
    (``stream_ner.offline.distant``); in length-bucketed batches of one corpus each, shuffled. A batch
-   contributes only the losses its corpus labels (tags, post or target sentiment);
+   contributes only the losses its corpus labels (tags, post or target sentiment); with
+   ``self_training``, TweetEval posts the teacher is sure of are labelled with its tags
+   (``stream_ner.offline.distill.confident_tags``);
 3. after each epoch score every dev set (NER: entity-level micro-F1; TweetEval: macro-averaged recall;
    Dong: target accuracy), log the scores as a line, keep the best checkpoint (``EpochResult``:
    the mean of the dev figures, among epochs whose NER F1 stays within ``ner_tolerance`` of
@@ -115,6 +117,10 @@ class TrainConfig:
     when both have them (``stream_ner.offline.distill``; None: no teacher)."""
     distill_weight: float = 1.0
     distill_temperature: float = 2.0
+    self_training: float = 0.0
+    """Self-training (needs ``teacher`` and ``sentiment``): every TweetEval post on whose every word the
+    teacher's most probable tag has at least this probability is also trained on those tags as labels
+    (``stream_ner.offline.distill.confident_tags``; 0: off)."""
     ner_reference: dict[str, float] = field(default_factory=lambda: dict(NER_REFERENCE))
     ner_tolerance: float = 1.0
 
@@ -494,6 +500,10 @@ def train(
             )
     if config.teacher:
         _attach_teacher(config, work, tokenizer.pad_id, {**groups, POST_CORPUS: post_pool}, note)
+    if config.self_training:
+        if not (config.teacher and post_pool):
+            raise ConfigError("self-training needs a teacher and sentiment training (it labels TweetEval)")
+        note(_label_confident(post_pool, config.self_training, len(tokenizer.prefix_ids)))
     if config.distant_supervision:
         if not post_pool:
             raise ConfigError("distant supervision needs sentiment training (it tags the TweetEval posts)")
@@ -714,6 +724,21 @@ def _attach_teacher(
                 progress.advance(task, n)
 
             attach_teacher(session, examples, pad_id, work / "teacher" / f"{name}.npz", ident, advance)
+
+
+def _label_confident(posts: list[Example], threshold: float, prefix: int) -> str:
+    """Give the posts the teacher is sure of its tags as labels (``confident_tags``); a log line."""
+    from stream_ner.offline.distill import confident_tags
+
+    starts = [i for i, tag in enumerate(ID2LABEL) if tag.startswith("B-")]
+    kept = entities = 0
+    for ex in posts:
+        labels = confident_tags(ex, threshold, prefix)
+        if labels is not None:
+            ex.labels = labels
+            kept += 1
+            entities += int(np.isin(labels, starts).sum())
+    return f"self-training: {kept} of {len(posts)} TweetEval posts take the teacher's tags ({entities} names)"
 
 
 def _teacher_name(teacher: str | None) -> str | None:

@@ -3,6 +3,7 @@ the student's tokens, whatever the batch, from the cache as from the graph."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +12,15 @@ import torch
 
 from stream_ner.model.runtime import DEFAULT_PATH
 from stream_ner.model.windows import WindowTokenizer
-from stream_ner.offline.data import ID2LABEL, Example, Record, build_examples
-from stream_ner.offline.distill import attach_teacher, distill_loss, run_teacher, teacher_id, teacher_session
+from stream_ner.offline.data import ID2LABEL, IGNORE, Example, Record, TeacherOutputs, build_examples
+from stream_ner.offline.distill import (
+    attach_teacher,
+    confident_tags,
+    distill_loss,
+    run_teacher,
+    teacher_id,
+    teacher_session,
+)
 from stream_ner.offline.training import collate, multitask_loss
 from tests.unit.test_sentiment import build_sentiment_artifact
 
@@ -138,3 +146,41 @@ def test_a_teacher_with_sentiment_heads_teaches_them_too(examples: list[Example]
     assert parts["distill_target"] > 0.01 and parts["distill_post"] == pytest.approx(0.0, abs=1e-4)
     _, parts = multitask_loss(tags, batch, distill=(1.0, 2.0))
     assert "distill_post" not in parts, "a student without sentiment heads distils the tags only"
+
+
+def test_self_training_labels_only_posts_the_teacher_is_sure_of(examples: list[Example]) -> None:
+    """A post's labels are the teacher's argmax tags on each word's first subword, and only when the
+    teacher is sure of every word: one unsure word drops the whole post."""
+    ex = examples[3]
+    prefix = 1
+    words = ex.word_ids
+    firsts = [t for t in range(len(words)) if words[t] >= 0 and (t == 0 or words[t - 1] != words[t])]
+    later = [t for t in range(len(words)) if t not in firsts]
+    assert later, "the post needs a word split into subwords"
+    rng = np.random.default_rng(3)
+    chosen = rng.integers(0, len(ID2LABEL), size=len(ex.input_ids))
+    logits = np.full((len(ex.input_ids), len(ID2LABEL)), -4.0, dtype=np.float32)
+    logits[np.arange(len(chosen)), chosen] = 4.0  # each token ~0.99 sure of its chosen tag
+    sure = replace(ex, teacher=TeacherOutputs(logits.astype(np.float16)))
+
+    labels = confident_tags(sure, 0.9, prefix)
+    assert labels is not None
+    rows = prefix + np.asarray(firsts)
+    assert np.array_equal(labels[rows], chosen[rows])
+    others = np.setdiff1d(np.arange(len(labels)), rows)
+    assert (labels[others] == IGNORE).all()  # specials and later subwords teach nothing
+
+    assert confident_tags(sure, 0.999, prefix) is None
+    unsure = logits.copy()
+    unsure[prefix + firsts[-1]] = 0.0  # the last word: every tag equally likely
+    sure.teacher = TeacherOutputs(unsure.astype(np.float16))
+    assert confident_tags(sure, 0.9, prefix) is None
+    unsure_later = logits.copy()
+    unsure_later[prefix + later[0]] = 0.0  # a later subword does not count
+    sure.teacher = TeacherOutputs(unsure_later.astype(np.float16))
+    assert confident_tags(sure, 0.9, prefix) is not None
+
+
+def test_self_training_needs_teacher_outputs(examples: list[Example]) -> None:
+    with pytest.raises(ValueError, match="no teacher outputs"):
+        confident_tags(replace(examples[0], teacher=None), 0.9, 1)
