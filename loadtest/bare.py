@@ -111,7 +111,7 @@ def measure(
 def main(argv: list[str] | None = None) -> int:
     """Print the bare runtime's posts/s."""
     parser = argparse.ArgumentParser(prog="python -m loadtest.bare", description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=32, help="posts per predict call (max_batch_posts)")
+    parser.add_argument("--batch", type=int, default=256, help="posts per predict call (max_batch_posts)")
     parser.add_argument("--precision", default="int8")
     parser.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
     parser.add_argument("--seconds", type=float, default=10.0)

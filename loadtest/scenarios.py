@@ -371,9 +371,9 @@ def workers(ctx: Context) -> WorkersResult:
 def batching(ctx: Context) -> BatchingResult:
     """Batch size and max wait: saturated throughput and latency at one fixed rate for each setting."""
     d = ctx.durations
-    settings = [(8, 20), (32, 20), (64, 20), (32, 5), (32, 50)]
+    settings = [(32, 20), (64, 20), (128, 20), (256, 20), (256, 5), (256, 50)]
     if ctx.quick:
-        settings = [(8, 20), (32, 20)]
+        settings = [(32, 20), (256, 20)]
     reference = ctx.bare(ctx.base)["posts_per_s"]
     fixed = round(0.4 * reference, 1)
     runs: list[BatchingRun] = []

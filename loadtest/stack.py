@@ -99,11 +99,11 @@ class Topics:
 class WorkerConfig:
     """The worker settings a scenario varies; everything else is the default."""
 
-    max_batch_posts: int = 32
+    max_batch_posts: int = 256
     max_wait_ms: int = 20
     precision: str = "int8"
     intra_op_threads: int = 2
-    queue_max_posts: int = 512
+    queue_max_posts: int = 1024
     model: str | None = None  # artifact directory; None: the shipped default
     dedupe_cache_size: int = 10_000  # the worker's default; 0: duplicate suppression off
     peer: str | None = None  # run this peer consumer (``loadtest.peers``) in place of stream-ner's worker

@@ -81,7 +81,7 @@ def test_long_posts_run_in_several_windows() -> None:
 
 
 @pytest.mark.parametrize(
-    ("max_batch_size", "max_padding"), [(32, 0.1), (64, 1.0)], ids=["worker-batching", "one-padded-batch"]
+    ("max_batch_size", "max_padding"), [(256, 0.0), (64, 1.0)], ids=["worker-batching", "one-padded-batch"]
 )
 def test_entities_are_the_same_alone_and_in_any_batch(
     precision: str, max_batch_size: int, max_padding: float
@@ -101,7 +101,7 @@ def test_entities_are_the_same_alone_and_in_any_batch(
 
 
 @pytest.mark.parametrize(
-    ("max_batch_size", "max_padding"), [(32, 0.1), (64, 1.0)], ids=["worker-batching", "one-padded-batch"]
+    ("max_batch_size", "max_padding"), [(256, 0.0), (64, 1.0)], ids=["worker-batching", "one-padded-batch"]
 )
 def test_sentiments_are_the_same_alone_and_in_any_batch(
     precision: str, max_batch_size: int, max_padding: float
