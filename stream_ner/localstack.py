@@ -274,6 +274,11 @@ def _start(
 
 
 def _script(kind: Kind, command: str, env: dict[str, str]) -> _Done:
+    """Run a deploy script in a session of its own.
+
+    A Ctrl-C meant for the caller (the demo, a test run) then never reaches the servers and watchdogs the
+    script starts: the caller stops them, in order, after its own clients.
+    """
     script = deploy_dir() / _SCRIPTS[kind]
     return subprocess.run(
         ["bash", str(script), command],
@@ -282,6 +287,7 @@ def _script(kind: Kind, command: str, env: dict[str, str]) -> _Done:
         capture_output=True,
         text=True,
         check=False,
+        start_new_session=True,
     )
 
 

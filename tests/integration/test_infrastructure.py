@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from collections import defaultdict
@@ -177,3 +181,35 @@ def test_a_taken_port_is_a_clear_error_in_one_line():
             localstack.start_redis(port)
     expected = f"redis did not start: redis-local: port {port} on 127.0.0.1 is already in use"
     assert str(raised.value) == expected
+
+
+_CALLER = """
+import sys, time
+import redis
+from stream_ner import localstack
+service = localstack.start_redis()
+print("ready", flush=True)
+try:
+    time.sleep(60)
+except KeyboardInterrupt:
+    time.sleep(1)  # long enough for a server that got the SIGINT too to have shut down
+    try:
+        print("alive" if redis.Redis.from_url(service.url, socket_timeout=2).ping() else "no answer")
+    except redis.RedisError as exc:
+        print(f"gone: {exc}")
+    service.stop()
+"""
+
+
+def test_a_ctrl_c_for_the_caller_does_not_reach_the_servers_it_started():
+    """A terminal's Ctrl-C signals the whole foreground process group; the demo must stop its servers after
+    its own clients, so the servers it starts cannot be in that group."""
+    caller = subprocess.Popen(
+        [sys.executable, "-c", _CALLER], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    assert caller.stdout is not None
+    assert caller.stdout.readline().strip() == "ready"
+    os.killpg(caller.pid, signal.SIGINT)  # what Ctrl-C does to the caller's process group
+    out, _ = caller.communicate(timeout=30)
+    assert out.strip() == "alive"
+    assert caller.returncode == 0
