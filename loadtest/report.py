@@ -637,7 +637,8 @@ def _peers_section(doc: PeersDoc) -> list[str]:
         "| system | max sustained posts/s | stream-ner / it | its model call alone, 1 thread, posts/s "
         "| events per CPU second at its max |",
         "| --- | ---: | ---: | ---: | ---: |",
-        f"| **stream-ner** (worker, INT8 graph, batches ≤ 32, brand linking, sentiment) "
+        f"| **stream-ner** (worker, INT8 graph, batches ≤ {doc['config']['max_batch_posts']}, brand linking, "
+        "sentiment) "
         f"| **{_num(stream_rate)}** | 1.00x | | |",
     ]
     for run in runs:

@@ -538,7 +538,7 @@ def pinned(ctx: Context) -> PinnedResult:
 PEER_SYSTEMS = {
     "naive": "confluent-kafka consumer, transformers token-classification pipeline per message, "
     "this model's weights in PyTorch fp32",
-    "spacy": "confluent-kafka consumer, spaCy en_core_web_sm nlp.pipe per batch of up to 32 messages",
+    "spacy": "confluent-kafka consumer, spaCy en_core_web_sm nlp.pipe per batch of up to {batch} messages",
 }
 
 
@@ -578,7 +578,7 @@ def peers_scenario(ctx: Context) -> PeersResult:
             runs.append(
                 PeerRun(
                     peer=peer,
-                    system=PEER_SYSTEMS[peer],
+                    system=PEER_SYSTEMS[peer].format(batch=config.max_batch_posts),
                     processes=count,
                     bare_one_thread=alone,
                     max_sustained_posts_per_s=best,
