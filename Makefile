@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test install install-aggregate install-dev lint bench clean
+.PHONY: demo test install install-aggregate install-dev lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -13,6 +13,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from stream_ner.extras import require
+from stream_ner.settings import WorkerSettings
 
 
 def register(group: argparse._SubParsersAction) -> None:
@@ -167,8 +168,13 @@ def register(group: argparse._SubParsersAction) -> None:
         help="also run this artifact's graphs; repeat to time several in the same run "
         "(default: the shipped model, if present)",
     )
-    bench.add_argument("--posts", type=int, default=512, help="posts per repeat (input cycled; default: 512)")
-    bench.add_argument("--batch-size", type=int, default=32, help="posts per batch (default: 32)")
+    batch = WorkerSettings.model_fields["max_batch_posts"].default
+    bench.add_argument(
+        "--posts", type=int, default=4 * batch, help=f"posts per repeat (input cycled; default: {4 * batch})"
+    )
+    bench.add_argument(
+        "--batch-size", type=int, default=batch, help=f"posts per batch (default: {batch}, a worker's most)"
+    )
     bench.add_argument("--repeats", type=int, default=3, help="timed repeats after the warm-up (default: 3)")
     bench.add_argument(
         "--threads", type=int, default=0, help="threads for torch and onnxruntime; 0: all cores"
