@@ -386,6 +386,23 @@ def test_dashboard_in_chromium_shows_the_stream_live_and_safely(
         )
         wait_for("the brand's posts", lambda: browser.find_elements("css selector", "#brand-posts li"), 10)
         assert top_brand in browser.current_url
+        # its mentions split by polarity: the counts, and a bar whose parts are as wide as they are
+        split = browser.execute_script(
+            "const s = document.querySelector('#brand-stats .split');"
+            "if (!s) return null;"
+            "const parts = [...s.querySelectorAll('.polarity > span')];"
+            "return {text: s.querySelector('b').textContent,"
+            "        counts: Object.fromEntries(parts.map(p => [p.className, Number(p.dataset.count)])),"
+            "        widths: parts.map(p => p.getBoundingClientRect().width),"
+            "        bar: s.querySelector('.polarity').getBoundingClientRect().width};"
+        )
+        assert split is not None, "the top brand's page shows no polarity split"
+        shown = dict(zip(("neg", "neu", "pos"), map(int, split["text"].split(" / ")), strict=True))
+        assert {k: v for k, v in shown.items() if v} == split["counts"]
+        total = sum(shown.values())
+        assert total > 0
+        for width, count in zip(split["widths"], split["counts"].values(), strict=True):
+            assert width == pytest.approx(split["bar"] * count / total, abs=1.0), split
         browser.save_screenshot(str(screenshots / "dashboard-brand.png"))
         browser.find_element("id", "back").click()
 

@@ -185,6 +185,20 @@
     return bar;
   }
 
+  // The brand page's split: the counts and the bar its leaderboard row shows.
+  function polarityStat(row) {
+    const bar = polarityBar(row);
+    if (!bar) return null;
+    const [negative, neutral, positive] = row.polarity;
+    return el(
+      "div",
+      { class: "stat split" },
+      el("b", { text: negative + " / " + neutral + " / " + positive }),
+      bar,
+      el("span", { text: "negative / neutral / positive" })
+    );
+  }
+
   function renderBoard() {
     const board = state.board;
     const body = $("board").tBodies[0];
@@ -426,7 +440,8 @@
       stat(row ? pct(row.share) : "–", "share of voice"),
       stat(row && row.change !== null ? (row.change > 0 ? "+" : "") + pct(row.change, 0) : "–", "vs previous"),
       stat(String(row ? row.authors : last ? last.authors : 0), "authors"),
-      stat(sentiment, "net sentiment")
+      stat(sentiment, "net sentiment"),
+      ...(row ? [polarityStat(row)].filter(Boolean) : [])
     );
     drawCharts(page);
     const chips = (items, isBrand) =>
