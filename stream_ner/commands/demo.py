@@ -7,14 +7,17 @@ posts into ``raw-posts`` and prints entity events as they arrive, with the brand
 now and then.
 
 The demo watches its children: when one exits, it says which, prints the end of its log and stops
-everything with exit code 1. Ctrl-C (or the end of ``--duration``) stops every process it started, in
-reverse order; the exit code is 0 when every child ran throughout and at least one event arrived.
+everything with exit code 1. Ctrl-C, SIGTERM, a closed terminal (SIGHUP) or the end of ``--duration``
+stops every process it started, in reverse order; the exit code is 0 when every child ran throughout and
+at least one event arrived. Children, Kafka and Redis run in process groups of their own, so a Ctrl-C
+reaches the demo alone and the order of the stop is the demo's.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -89,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
     run_dir = Path(tempfile.mkdtemp(prefix="stream-ner-demo-"))
     children: list[Child] = []
     with ExitStack() as stack:
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            stack.callback(signal.signal, signum, signal.signal(signum, _interrupt))
         console.print("[bold]starting Kafka[/] (first run fetches the broker's jars from Maven Central)")
         kafka = stack.enter_context(localstack.start_kafka())
         console.print(f"  Kafka at {kafka.bootstrap}")
@@ -148,6 +153,7 @@ def _child(stack: ExitStack, name: str, args: list[str], env: dict[str, str], ru
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            process_group=0,  # a Ctrl-C is the demo's to pass on, in order
         )
 
     def stop() -> None:
@@ -182,6 +188,11 @@ def _dashboard(stack: ExitStack, env: dict[str, str], run_dir: Path, console: An
     token = " (add ?token=<STREAM_NER_DASHBOARD__TOKEN>)" if dashboard.token else ""
     console.print(f"[bold]dashboard[/] at [bold cyan]{url(dashboard.host, port)}[/]{token}")
     return child
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM and SIGHUP stop the demo as Ctrl-C does."""
+    raise KeyboardInterrupt
 
 
 def _died(console: Any, exited: ChildExited) -> int:

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import pytest
 
 
 @contextmanager
@@ -54,3 +60,46 @@ def test_a_child_that_dies_is_named_with_its_log_and_everything_stops():
     assert re.search(r"worker-\d exited with code 2; the end of its log", done.stdout), done.stdout[-3000:]
     assert "model artifact /nonexistent/model is not a directory" in done.stdout
     assert "entity events in" not in done.stdout  # it did not stream on without the worker
+
+
+@pytest.mark.parametrize(
+    "stop",
+    [lambda pid: os.killpg(pid, signal.SIGINT), lambda pid: os.kill(pid, signal.SIGTERM)],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_a_stop_signal_stops_everything_in_order_and_quietly(stop):
+    """A terminal's Ctrl-C signals the demo's whole process group, ``kill`` the demo alone: either way the
+    demo stops its children before Redis and Kafka, none of them fails on the way out, and it exits 0."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "stream_ner", "demo", "--leaderboard-every", "600"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # a group of its own, as a terminal's foreground job has
+        env=os.environ | {"COLUMNS": "200"},
+    ) as proc:
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(proc.stdout or []), daemon=True)
+        reader.start()
+        deadline = time.monotonic() + 240
+        while (
+            not any("post: " in line for line in lines)
+            and proc.poll() is None
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.5)
+        assert any("post: " in line for line in lines), "".join(lines)[-3000:]
+        stop(proc.pid)
+        proc.wait(timeout=120)
+        reader.join(10)
+    out = "".join(lines)
+    assert proc.returncode == 0, out[-3000:]
+    summary = re.search(r"(\d+) entity events in \d+ s; ran throughout: (.*)", out)
+    assert summary, out[-3000:]
+    assert summary.group(2).split(", ") == ["worker-1", "worker-2", "aggregator", "dashboard", "producer"]
+    logs = re.search(r"logs of every process in (\S+)", out)
+    assert logs, out[-3000:]
+    for log in sorted(Path(logs.group(1)).glob("*.log")):
+        text = log.read_text(errors="replace")
+        for sign in ("Traceback", "ERROR", "WARNING", "Connection closed"):
+            assert sign not in text, f"{log.name}: {text[-2000:]}"
