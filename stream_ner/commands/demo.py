@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     run_dir = Path(tempfile.mkdtemp(prefix="stream-ner-demo-"))
     children: list[Child] = []
     with ExitStack() as stack:
-        for signum in (signal.SIGTERM, signal.SIGHUP):
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGINT too: it may come in ignored
             stack.callback(signal.signal, signum, signal.signal(signum, _interrupt))
         console.print("[bold]starting Kafka[/] (first run fetches the broker's jars from Maven Central)")
         kafka = stack.enter_context(localstack.start_kafka())
@@ -191,7 +191,10 @@ def _dashboard(stack: ExitStack, env: dict[str, str], run_dir: Path, console: An
 
 
 def _interrupt(signum: int, frame: object) -> None:
-    """SIGTERM and SIGHUP stop the demo as Ctrl-C does."""
+    """Ctrl-C, SIGTERM and SIGHUP stop the demo in order.
+
+    Also when the demo started with SIGINT ignored, as a shell starts a background job.
+    """
     raise KeyboardInterrupt
 
 

@@ -90,8 +90,14 @@ def test_a_stop_signal_stops_everything_in_order_and_quietly(stop):
             time.sleep(0.5)
         assert any("post: " in line for line in lines), "".join(lines)[-3000:]
         stop(proc.pid)
-        proc.wait(timeout=120)
-        reader.join(10)
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            pytest.fail("the demo did not stop within 120 s of the signal")
+        finally:
+            reader.join(10)
     out = "".join(lines)
     assert proc.returncode == 0, out[-3000:]
     summary = re.search(r"(\d+) entity events in \d+ s; ran throughout: (.*)", out)

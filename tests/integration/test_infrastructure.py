@@ -184,9 +184,10 @@ def test_a_taken_port_is_a_clear_error_in_one_line():
 
 
 _CALLER = """
-import sys, time
+import signal, sys, time
 import redis
 from stream_ner import localstack
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as the demo does, whatever its parent ignores
 service = localstack.start_redis()
 print("ready", flush=True)
 try:
