@@ -189,8 +189,8 @@ import redis
 from stream_ner import localstack
 signal.signal(signal.SIGINT, signal.default_int_handler)  # as the demo does, whatever its parent ignores
 service = localstack.start_redis()
-print("ready", flush=True)
-try:
+try:  # "ready" inside: the signal may come as soon as it is read
+    print("ready", flush=True)
     time.sleep(60)
 except KeyboardInterrupt:
     time.sleep(1)  # long enough for a server that got the SIGINT too to have shut down
