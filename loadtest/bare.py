@@ -20,6 +20,7 @@ from typing import cast
 
 from loadtest.corpus import load_corpus, stream
 from loadtest.schema import BareFigures
+from stream_ner.settings import WorkerSettings
 
 
 def run(
@@ -111,7 +112,8 @@ def measure(
 def main(argv: list[str] | None = None) -> int:
     """Print the bare runtime's posts/s."""
     parser = argparse.ArgumentParser(prog="python -m loadtest.bare", description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=256, help="posts per predict call (max_batch_posts)")
+    batch = WorkerSettings.model_fields["max_batch_posts"].default
+    parser.add_argument("--batch", type=int, default=batch, help="posts per predict call (max_batch_posts)")
     parser.add_argument("--precision", default="int8")
     parser.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
     parser.add_argument("--seconds", type=float, default=10.0)

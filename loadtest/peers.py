@@ -37,6 +37,9 @@ from typing import Any, cast
 from loadtest.bare import time_calls
 from loadtest.corpus import load_corpus, stream
 from loadtest.schema import BareFigures
+from stream_ner.settings import WorkerSettings
+
+_MAX_BATCH_POSTS = WorkerSettings.model_fields["max_batch_posts"].default
 
 PEERS = ("naive", "spacy")
 CHECKPOINT_ENV = "LOADTEST_PEER_CHECKPOINT"
@@ -112,7 +115,7 @@ def serve(peer: str) -> int:
 
     env = os.environ
     threads = int(env.get("STREAM_NER_MODEL__INTRA_OP_THREADS", "1"))
-    batch = 1 if peer == "naive" else int(env.get("STREAM_NER_WORKER__MAX_BATCH_POSTS", "32"))
+    batch = 1 if peer == "naive" else int(env.get("STREAM_NER_WORKER__MAX_BATCH_POSTS", _MAX_BATCH_POSTS))
     annotate = annotator(peer, threads, env.get(CHECKPOINT_ENV))
     bootstrap = env["STREAM_NER_KAFKA__BOOTSTRAP_SERVERS"]
     source, sink = env["STREAM_NER_TOPICS__RAW_POSTS"], env["STREAM_NER_TOPICS__ENTITIES"]
@@ -210,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=_MAX_BATCH_POSTS)
     parser.add_argument("--corpus", default=None)
     args = parser.parse_args(argv)
     if args.mode != "bare":

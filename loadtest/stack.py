@@ -22,6 +22,7 @@ from pathlib import Path
 from loadtest.generate import ensure_local
 from loadtest.peers import CHECKPOINT_ENV
 from stream_ner.localstack import free_port
+from stream_ner.settings import WorkerSettings
 from stream_ner.topics import wait_for_leaders
 from stream_ner.worker.metrics import scrape
 
@@ -95,17 +96,20 @@ class Topics:
                 pass
 
 
+_WORKER_DEFAULTS = WorkerSettings.model_fields
+
+
 @dataclass(frozen=True)
 class WorkerConfig:
     """The worker settings a scenario varies; everything else is the default."""
 
-    max_batch_posts: int = 256
-    max_wait_ms: int = 20
+    max_batch_posts: int = _WORKER_DEFAULTS["max_batch_posts"].default
+    max_wait_ms: int = _WORKER_DEFAULTS["max_wait_ms"].default
     precision: str = "int8"
     intra_op_threads: int = 2
-    queue_max_posts: int = 1024
+    queue_max_posts: int = _WORKER_DEFAULTS["queue_max_posts"].default
     model: str | None = None  # artifact directory; None: the shipped default
-    dedupe_cache_size: int = 10_000  # the worker's default; 0: duplicate suppression off
+    dedupe_cache_size: int = _WORKER_DEFAULTS["dedupe_cache_size"].default  # 0: duplicate suppression off
     peer: str | None = None  # run this peer consumer (``loadtest.peers``) in place of stream-ner's worker
     peer_checkpoint: str | None = None  # the naive peer's checkpoint (``peers.prepare``)
 
