@@ -96,7 +96,7 @@ class Durations:
 
     bare: float = 10.0
     search_step: float = 15.0
-    search_max_steps: int = 9
+    search_max_steps: int = 11
     latency: float = 30.0
     burst: float = 30.0
     saturate: float = 15.0
@@ -110,7 +110,7 @@ class Durations:
 QUICK = Durations(
     bare=2.0,
     search_step=4.0,
-    search_max_steps=3,
+    search_max_steps=4,
     latency=4.0,
     burst=0.0,
     saturate=4.0,

@@ -12,6 +12,11 @@ Pure. A step offers a constant rate for a while; it is **sustained** when
 ``RateSearch`` first raises the rate until a step fails, then bisects between the best sustained and the
 lowest failed rate until they are within ``resolution`` of each other or ``max_steps`` ran out; the answer
 is the highest rate that was actually sustained, never an interpolation.
+
+A failure bounds the search only once confirmed: a rate above the best sustained one that fails is tried
+again at once, up to ``retries`` times, and counts as sustained if any of its trials was. One transient
+(a rebalance, a broker flush, another process taking a core) then cannot cap the answer on its own; a rate
+beyond the capacity fails every trial. Every system searched gets the same rule.
 """
 
 from __future__ import annotations
@@ -84,7 +89,9 @@ class RateSearch:
     """Step-up then bisection over offered rates (posts/s), bounded by ``max_steps``.
 
     ``start`` is the first rate tried (e.g. the bare runtime's posts/s); while steps pass the rate grows by
-    ``growth``; after the first failure it bisects. ``next_rate()`` is ``None`` when the search is over.
+    ``growth``; after the first confirmed failure it bisects. A failed rate above the best sustained one is
+    tried ``retries`` more times before it counts as failed. ``next_rate()`` is ``None`` when the search is
+    over.
     """
 
     start: float
@@ -92,6 +99,7 @@ class RateSearch:
     resolution: float = 0.04
     max_steps: int = 8
     floor: float = 1.0
+    retries: int = 1
     history: list[tuple[float, bool]] = field(default_factory=list)
 
     def best(self) -> float | None:
@@ -100,10 +108,15 @@ class RateSearch:
         return max(good) if good else None
 
     def lowest_failure(self) -> float | None:
-        """The lowest failed rate above the best sustained one (noise can make a lower rate fail)."""
+        """The lowest confirmed failure above the best sustained rate (noise can make a lower rate fail)."""
         best = self.best() or 0.0
-        bad = [rate for rate, ok in self.history if not ok and rate > best]
+        bad = [rate for rate, ok in self.history if not ok and rate > best and self._confirmed(rate)]
         return min(bad) if bad else None
+
+    def _confirmed(self, rate: float) -> bool:
+        """Whether every one of the ``1 + retries`` trials at ``rate`` failed."""
+        trials = [ok for tried, ok in self.history if tried == rate]
+        return not any(trials) and len(trials) > self.retries
 
     def record(self, rate: float, sustained: bool) -> None:
         """Remember the outcome of the step at ``rate``."""
@@ -115,6 +128,9 @@ class RateSearch:
             return None
         if not self.history:
             return self.start
+        last, ok = self.history[-1]
+        if not ok and last > (self.best() or 0.0) and not self._confirmed(last):
+            return last
         good, bad = self.best(), self.lowest_failure()
         if bad is None:
             return (good or self.start) * self.growth
