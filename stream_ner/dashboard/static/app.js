@@ -440,7 +440,7 @@
       stat(row ? pct(row.share) : "–", "share of voice"),
       stat(row && row.change !== null ? (row.change > 0 ? "+" : "") + pct(row.change, 0) : "–", "vs previous"),
       stat(String(row ? row.authors : last ? last.authors : 0), "authors"),
-      stat(sentiment, "net sentiment"),
+      stat(sentiment, "mean sentiment"),
       ...(row ? [polarityStat(row)].filter(Boolean) : [])
     );
     drawCharts(page);
@@ -500,7 +500,7 @@
           height: 200,
           legend: { show: false },
           scales: { x: { time: true, range: () => charts.xrange }, y: { range: [-1, 1] } },
-          series: [{}, { label: "net sentiment", stroke: "#3fcf8e", width: 2, spanGaps: false, points: { size: 4 } }],
+          series: [{}, { label: "mean sentiment", stroke: "#3fcf8e", width: 2, spanGaps: false, points: { size: 4 } }],
           axes: [axis(), axis()],
         },
         [xs, sentiments],
