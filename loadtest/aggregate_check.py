@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any, cast
 
 import redis
-from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from loadtest.readers import watcher
 from stream_ner.brands.normalize import fold
 from stream_ner.localstack import free_port
 from stream_ner.messages import EntityEvent
@@ -174,14 +174,7 @@ class TopicReader:
     """Keeps the latest record per key of the output topic."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
-        self.consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"reader-{uuid.uuid4().hex[:8]}",
-                "auto.offset.reset": "earliest",
-                "enable.auto.commit": False,
-            }
-        )
+        self.consumer = watcher(bootstrap, "reader")
         self.consumer.subscribe([topic])
         self.latest: dict[str, dict[str, Any]] = {}
         self.count = 0

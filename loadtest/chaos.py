@@ -61,6 +61,7 @@ from loadtest.aggregate_check import (
     wait_exact,
 )
 from loadtest.corpus import load_corpus, stream
+from loadtest.readers import watcher
 from loadtest.report import write_standalone
 from loadtest.schema import ChaosCheck, ChaosDoc, ChaosFault
 from loadtest.stack import Topics, WorkerConfig, WorkerPool
@@ -154,14 +155,7 @@ class EventTail(threading.Thread):
 
     def __init__(self, bootstrap: str, topic: str) -> None:
         super().__init__(daemon=True)
-        self.consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"chaos-tail-{uuid.uuid4().hex[:8]}",
-                "auto.offset.reset": "earliest",
-                "enable.auto.commit": False,
-            }
-        )
+        self.consumer = watcher(bootstrap, "chaos-tail")
         self.consumer.subscribe([topic])
         self.first: dict[str, bytes] = {}
         self.total = 0

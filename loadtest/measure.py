@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from datetime import datetime
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
+from loadtest.readers import watcher
 from loadtest.schema import LatencySplit, LatencySummary, Sample, TimelineRow
 
 PERCENTILES = (50.0, 95.0, 99.0, 99.9)
@@ -143,17 +143,8 @@ class EventCollector:
     """
 
     def __init__(self, bootstrap: str, topic: str) -> None:
-        from confluent_kafka import Consumer
-
-        self._consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"loadtest-collector-{uuid.uuid4().hex[:8]}",
-                "auto.offset.reset": "earliest",
-                "enable.auto.commit": False,
-                "fetch.wait.max.ms": 20,
-                "enable.partition.eof": False,
-            }
+        self._consumer = watcher(
+            bootstrap, "loadtest-collector", **{"fetch.wait.max.ms": 20, "enable.partition.eof": False}
         )
         self._topic = topic
         self._lock = threading.Lock()
