@@ -3,6 +3,10 @@
 CUDA is used when onnxruntime offers it, else the CPU. ``require_gpu`` turns "no CUDA" into a
 ``GpuUnavailableError`` at load instead of a silent fall back (checked on the created session, since
 onnxruntime falls back to the CPU on its own when the CUDA libraries cannot be loaded).
+
+A CPU-only session does not fuse ``Add`` + ``LayerNormalization`` into ``SkipLayerNormalization``
+(``CPU_DISABLED_OPTIMIZERS``): onnxruntime's CPU kernel for the fused op is the slower one, and graphs
+exported for CPUs come with it split (``stream_ner.offline.layer_norm``). A session with CUDA fuses it.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from stream_ner.errors import GpuUnavailableError, ModelError
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
+CPU_DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
+"""onnxruntime graph transformers a CPU-only session runs without."""
 
 
 def cuda_available() -> bool:
@@ -52,8 +58,11 @@ def create_session(
             f"(available: {', '.join(ort.get_available_providers())}); install onnxruntime-gpu"
         )
     providers = [CUDA, CPU] if use_cuda else [CPU]
+    disabled = [] if use_cuda else list(CPU_DISABLED_OPTIMIZERS)
     try:
-        session = ort.InferenceSession(str(graph), session_options(intra_op_threads), providers=providers)
+        session = ort.InferenceSession(
+            str(graph), session_options(intra_op_threads), providers=providers, disabled_optimizers=disabled
+        )
     except Exception as exc:  # onnxruntime raises its own exception types without a common base
         raise ModelError(f"cannot load ONNX graph {graph}: {exc}") from exc
     if require_gpu and CUDA not in session.get_providers():

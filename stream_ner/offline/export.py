@@ -6,19 +6,21 @@
 2. trace it to ONNX (opset ``OPSET``, dynamic axes ``batch_size`` and ``sequence_length``, output
    ``logits``, and ``post_sentiment`` ``[batch_size, 3]`` and ``target_sentiment``
    ``[batch_size, sequence_length, 3]`` when the checkpoint has sentiment heads) and optimise the graph
-   with onnxruntime's transformer fusions -> ``model.fp32.onnx``;
+   with onnxruntime's transformer fusions, ``SkipLayerNormalization`` then split again for CPUs
+   (``stream_ner.offline.layer_norm``) -> ``model.fp32.onnx``;
 3. ``int8``: static quantization of the fp32 graph with activation ranges calibrated on real texts
    (``stream_ner.offline.quantize``: a post's logits do not depend on its batch mates) ->
-   ``model.int8.onnx``; ``fp16``: float16 weights and compute with float32 inputs and outputs ->
-   ``model.fp16.onnx``;
+   ``model.int8.onnx``; ``fp16``: float16 weights and compute with float32 inputs and outputs, for
+   CUDA, with ``SkipLayerNormalization`` fused again -> ``model.fp16.onnx``;
 4. parity on probe texts, through the runtime's own tokenization: max abs difference of every output of
    fp32 against PyTorch (must be under ``tolerance``, else ``ModelError``), label agreement of int8 and
    fp16 against fp32 (tags over real tokens, post sentiment per post; reported);
 5. ``tokenizer.json``, ``ner_config.json`` (with ``sentiment_labels`` when there are sentiment outputs)
    and ``manifest.json`` (sha256 of every file, versions, parity).
 
-``src`` may also be a model artifact with an fp32 graph (no checkpoint needed): its fp32 graph, tokenizer
-and label map are kept as they are and steps 3-5 make the other precisions again from that graph.
+``src`` may also be a model artifact with an fp32 graph (no checkpoint needed): its fp32 graph (with any
+``SkipLayerNormalization`` split), tokenizer and label map are kept and steps 3-5 make the other
+precisions again from that graph.
 """
 
 from __future__ import annotations
@@ -37,11 +39,13 @@ import numpy as np
 from stream_ner.errors import ModelError
 from stream_ner.model import artifact
 from stream_ner.model.windows import WindowTokenizer, plan_windows
+from stream_ner.offline.layer_norm import fuse_skip_layer_norm, split_graph_file
 
 if TYPE_CHECKING:
     from stream_ner.offline.quantize import Calibration
 
 OPSET = 17
+FP32_FUSED_NOTE = "float32, onnxruntime transformer fusions but SkipLayerNormalization (split for CPUs)"
 DEFAULT_TOLERANCE = 1e-3
 """Max abs logit difference allowed between the fp32 graph and PyTorch."""
 
@@ -162,6 +166,7 @@ def export(
         fp32 = out / artifact.graph_name("fp32")
         if fusions:
             _optimize(raw, fp32, classifier.model.config)
+            split_graph_file(fp32)
         else:
             shutil.copyfile(raw, fp32)
         step("fp32 graph traced and optimised")
@@ -288,6 +293,7 @@ def export_from_artifact(
     tokenizer = WindowTokenizer.from_file(out / artifact.TOKENIZER, with_shapes="shape_ids" in names)
     max_length, stride = int(config.get("max_length", 128)), int(config.get("stride", 32))
     remade = tuple(p for p in precisions if p != "fp32")
+    split_graph_file(fp32)
 
     # 3. other precisions
     with tempfile.TemporaryDirectory(prefix="stream-ner-export-") as work:
@@ -307,6 +313,8 @@ def export_from_artifact(
     manifest["precisions"] = {
         p: _precision_note(p, weight_bits=weight_bits) if p in remade else notes.get(p, "") for p in written
     }
+    if manifest["precisions"].get("fp32", "").startswith("float32, onnxruntime transformer fusions"):
+        manifest["precisions"]["fp32"] = FP32_FUSED_NOTE
     manifest["parity"] = parity
     manifest["quantization"] = {**manifest.get("quantization", {}), **derived}
     for key in ("dev_metrics", "dev_sentiment_metrics"):  # scores of the graphs made again are gone
@@ -383,10 +391,10 @@ def _max_diff(name: str, got: np.ndarray, reference: np.ndarray, valid: np.ndarr
 
 def _precision_note(precision: str, fusions: bool = True, weight_bits: int = 7) -> str:
     return {
-        "fp32": "float32, onnxruntime transformer fusions" if fusions else "float32, as traced (no fusions)",
+        "fp32": FP32_FUSED_NOTE if fusions else "float32, as traced (no fusions)",
         "int8": "static quantization, calibrated uint8 activations, "
         f"per-channel {weight_bits}-bit int8 weights, CPU",
-        "fp16": "float16 weights and compute, float32 inputs/outputs, for CUDA",
+        "fp16": "float16 weights and compute, float32 inputs/outputs, SkipLayerNormalization fused, for CUDA",
     }[precision]
 
 
@@ -450,6 +458,7 @@ def _to_fp16(fp32: Path, dest: Path) -> None:
     from onnxruntime.transformers.onnx_model import OnnxModel
 
     model = OnnxModel(onnx.load(str(fp32)))
+    fuse_skip_layer_norm(model)  # for CUDA, where the fused kernel is the fast one
     model.convert_float_to_float16(keep_io_types=True)
     model.save_model_to_file(str(dest))
     onnx.checker.check_model(str(dest))

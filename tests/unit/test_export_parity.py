@@ -113,6 +113,24 @@ def test_fp32_graph_matches_pytorch_within_tolerance(exported: tuple[Path, Path]
         assert np.abs(got - expected)[mask].max() < DEFAULT_TOLERANCE, name
 
 
+def test_the_cpu_graphs_have_layer_norm_split_and_the_cuda_graph_has_it_fused(
+    exported: tuple[Path, Path],
+) -> None:
+    _, out = exported
+    ops = {
+        p: [n.op_type for n in onnx.load(str(out / artifact.graph_name(p))).graph.node]
+        for p in artifact.PRECISIONS
+    }
+    layers = 2  # two SkipLayerNormalization per encoder layer once fused
+    for precision in ("fp32", "int8"):
+        assert "SkipLayerNormalization" not in ops[precision], precision
+        norms = sum(
+            op.endswith("LayerNormalization") for op in ops[precision]
+        )  # (Q)EmbedLayerNormalization too
+        assert norms == 2 * layers + 1, precision  # and the embeddings'
+    assert ops["fp16"].count("SkipLayerNormalization") == 2 * layers
+
+
 def test_int8_and_fp16_agree_with_fp32_on_token_labels(exported: tuple[Path, Path]) -> None:
     src, out = exported
     names = load_classifier(src).input_names
