@@ -3,10 +3,11 @@
 Why: on CPUs onnxruntime's ``SkipLayerNormalization`` kernel is far slower than the standard
 ``LayerNormalization`` after two ``Add``: it took 26% of the shipped INT8 graph's time in a one-thread
 profile, about as much as all five ``QAttention``, and the graph with it split ran ``NerModel.analyze``
-1.2x as fast (model card, "Speed"). The transformer fusions at export still find the attention and GELU
-blocks with it in place; this undoes only the one fusion, on the graphs CPUs run (fp32 and INT8). The
-runtime keeps onnxruntime from fusing it again in a CPU session (``stream_ner.model.providers``). The fp16
-graph is for CUDA, where the fused kernel is the fast one: ``fuse_skip_layer_norm`` puts it back there.
+1.28x as fast on one thread (model card, "The graphs' layer norms"). The transformer fusions at export
+still find the attention and GELU blocks with it in place; this undoes only the one fusion, on the graphs
+CPUs run (fp32 and INT8). The runtime keeps onnxruntime from fusing it again in a CPU session
+(``stream_ner.model.providers``). The fp16 graph is for CUDA, where the fused kernel is the fast one:
+``fuse_skip_layer_norm`` puts it back there.
 
 ``SkipLayerNormalization(input, skip, gamma[, beta[, bias]])`` is ``LayerNorm(input + skip + bias)`` over
 the last axis with ``epsilon``. The split graph adds the bias first, ``LayerNorm((input + bias) + skip)``:
