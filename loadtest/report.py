@@ -311,16 +311,18 @@ def _maxrate_section(doc: MaxrateDoc, images: dict[str, str]) -> list[str]:
         "| --- | --- | --- | --- | --- | --- |",
     ]
     search_steps = [item for item in doc["steps"] if item["label"].startswith("search-")]
-    for v, item in zip(f["search"], search_steps, strict=False):
+    notes = _trial_notes(f["search"])
+    for v, note, item in zip(f["search"], notes, search_steps, strict=False):
         lags = [row["lag"] for row in item["samples"] if row.get("lag") is not None]
         lines.append(
             f"| {v['rate']:.0f} | {v['received_rate_steady']:.0f} | {v['p99_ms']:.0f} "
-            f"| {v['backlog_slope']:.1f} | {max(lags) if lags else '–'} | {v['reason']} |"
+            f"| {v['backlog_slope']:.1f} | {max(lags) if lags else '–'} | {v['reason']}{note} |"
         )
     lines += [
         "",
         "Consumer lag is the input topic's high watermarks minus the workers' committed offsets; offsets are "
-        "committed every 5 s, so a healthy step shows up to about 5 s of posts.",
+        "committed every 5 s, so a healthy step shows up to about 5 s of posts. A failed rate above the best "
+        "sustained one is tried once more before it bounds a search (*second trial*).",
     ]
     lines.append("")
     for key, caption in (
@@ -611,10 +613,19 @@ def _search_rows(column: str, searches: list[tuple[str, list[VerdictRecord]]]) -
     """A table of search steps, one row per step, the first column naming its search."""
     rows = [f"| {column} | offered posts/s | p99 ms | verdict |", "| --- | --- | --- | --- |"]
     for name, search in searches:
-        for v in search:
+        for v, note in zip(search, _trial_notes(search), strict=True):
             verdict = "sustained" if v["sustained"] else v["reason"]
-            rows.append(f"| {name} | {_num(v['offered_rate'])} | {_num(v['p99_ms'])} | {verdict} |")
+            rows.append(f"| {name} | {_num(v['offered_rate'])} | {_num(v['p99_ms'])} | {verdict}{note} |")
     return rows
+
+
+def _trial_notes(search: list[VerdictRecord]) -> list[str]:
+    """`` (second trial)`` for a step that tried again the rate the step before it failed at, else ``""``."""
+    notes = [""]
+    for before, v in zip(search, search[1:], strict=False):
+        again = v["rate"] == before["rate"] and not before["sustained"]
+        notes.append(" (second trial)" if again else "")
+    return notes[: len(search)]
 
 
 def _peers_section(doc: PeersDoc) -> list[str]:

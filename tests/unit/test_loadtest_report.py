@@ -104,3 +104,14 @@ def test_the_search_with_repeated_texts_is_reported_when_the_result_has_it():
         "| posts served from the duplicate cache at that rate (at the max without repeats) | 32% (4%) |"
         in text
     )
+
+
+def test_a_second_trial_of_a_failed_rate_is_marked():
+    def step(rate: float, sustained: bool) -> dict:
+        return {"rate": rate, "sustained": sustained}
+
+    search = [step(700, False), step(700, True), step(800, False), step(800, False), step(750, True)]
+    assert report._trial_notes(search) == ["", " (second trial)", "", " (second trial)", ""]
+    # the same rate after a sustained step is a new search step, not a second trial
+    assert report._trial_notes([step(500, True), step(500, True)]) == ["", ""]
+    assert report._trial_notes([]) == []
