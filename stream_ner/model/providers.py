@@ -6,7 +6,8 @@ onnxruntime falls back to the CPU on its own when the CUDA libraries cannot be l
 
 A CPU-only session does not fuse ``Add`` + ``LayerNormalization`` into ``SkipLayerNormalization``
 (``CPU_DISABLED_OPTIMIZERS``): onnxruntime's CPU kernel for the fused op is the slower one, and graphs
-exported for CPUs come with it split (``stream_ner.offline.layer_norm``). A session with CUDA fuses it.
+exported for CPUs come with it split (``stream_ner.offline.layer_norm``). A session with CUDA keeps
+onnxruntime's defaults; the fp16 graph exported for CUDA comes with the op fused.
 """
 
 from __future__ import annotations
