@@ -12,6 +12,7 @@ import json
 import os
 import random
 import re
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -107,16 +108,40 @@ def vary(text: str, rng: random.Random) -> str:
     return out
 
 
-def stream(texts: list[str], seed: int) -> Iterator[str]:
-    """An endless stream of varied texts: each pass over ``texts`` in a fresh shuffled order."""
+UNIQUE_WINDOW = 200_000
+"""How many of its latest texts ``stream`` never repeats: far more than a worker's duplicate cache holds."""
+_LINK_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+
+def stream(texts: list[str], seed: int, unique_window: int = UNIQUE_WINDOW) -> Iterator[str]:
+    """An endless stream of varied texts: each pass over ``texts`` in a fresh shuffled order.
+
+    No text repeats any of the last ``unique_window`` it yielded, so repeats come only from
+    ``with_repeats``: a small corpus has few variants of each text, and a repeat skips inference in a
+    worker (its duplicate cache) but not in a peer or the bare runtime. A variant already yielded is
+    varied again, up to three times, then gets a short link appended, as many posts carry one.
+    """
     if not texts:
         raise ValueError("no texts to stream")
     rng = random.Random(seed)
     order = list(texts)
+    recent: deque[str] = deque()
+    seen: set[str] = set()
     while True:
         rng.shuffle(order)
         for text in order:
-            yield vary(text, rng)
+            out = vary(text, rng)
+            for _ in range(3):
+                if out not in seen:
+                    break
+                out = vary(text, rng)
+            while out in seen:
+                out = f"{out} https://t.co/{''.join(rng.choices(_LINK_CHARS, k=10))}"
+            if len(recent) >= unique_window:
+                seen.discard(recent.popleft())
+            recent.append(out)
+            seen.add(out)
+            yield out
 
 
 def with_repeats(texts: Iterator[str], share: float, seed: int, window: int = 1000) -> Iterator[str]:

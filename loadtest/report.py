@@ -138,7 +138,8 @@ def markdown(
         "- Everything on the same host: a single-node Kafka broker (KRaft, started by "
         "`stream_ner.localstack`), "
         "the workers, the load generator and the measuring consumer; 6 input and 6 output partitions.",
-        f"- Texts: {any_doc['corpus']}, reshuffled and varied (casing, hashtags, handles, emoji).",
+        f"- Texts: {any_doc['corpus']}, reshuffled and varied (casing, hashtags, handles, emoji), "
+        "no text repeated unless a scenario says so.",
         "",
         "**Noise.** " + _noise(docs) + " Figures are medians where repeated; on a shared machine expect "
         "±20% between runs.",

@@ -28,6 +28,19 @@ def test_stream_is_deterministic_per_seed_and_covers_every_text():
     assert {int(t.lower().split("post number ")[1].split()[0]) for t in first} == set(range(30))
 
 
+def test_stream_never_repeats_a_recent_text_however_small_the_corpus():
+    texts = ["I love my new Nike shoes", "Pepsi or Coke?"]
+    items = list(itertools.islice(stream(texts, seed=5), 3000))
+    assert len(set(items)) == len(items)
+    assert all("nike" in t.lower() or "pepsi" in t.lower() for t in items)
+    linked = [t for t in items if "https://t.co/" in t]
+    assert linked and len(linked) < len(items)  # a link only where the variants ran out
+    # beyond the window a text may come back
+    small = list(itertools.islice(stream(texts, seed=5, unique_window=4), 3000))
+    assert len(set(small)) < len(small)
+    assert all(len(set(small[i : i + 5])) == 5 for i in range(len(small) - 4))
+
+
 def test_corpus_from_a_directory_of_train_files_or_the_env(tmp_path, monkeypatch):
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
