@@ -293,7 +293,7 @@ def export_from_artifact(
     tokenizer = WindowTokenizer.from_file(out / artifact.TOKENIZER, with_shapes="shape_ids" in names)
     max_length, stride = int(config.get("max_length", 128)), int(config.get("stride", 32))
     remade = tuple(p for p in precisions if p != "fp32")
-    split_graph_file(fp32)
+    split = split_graph_file(fp32)
 
     # 3. other precisions
     with tempfile.TemporaryDirectory(prefix="stream-ner-export-") as work:
@@ -313,7 +313,7 @@ def export_from_artifact(
     manifest["precisions"] = {
         p: _precision_note(p, weight_bits=weight_bits) if p in remade else notes.get(p, "") for p in written
     }
-    if manifest["precisions"].get("fp32", "").startswith("float32, onnxruntime transformer fusions"):
+    if split:
         manifest["precisions"]["fp32"] = FP32_FUSED_NOTE
     manifest["parity"] = parity
     manifest["quantization"] = {**manifest.get("quantization", {}), **derived}

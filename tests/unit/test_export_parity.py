@@ -124,10 +124,9 @@ def test_the_cpu_graphs_have_layer_norm_split_and_the_cuda_graph_has_it_fused(
     layers = 2  # two SkipLayerNormalization per encoder layer once fused
     for precision in ("fp32", "int8"):
         assert "SkipLayerNormalization" not in ops[precision], precision
-        norms = sum(
-            op.endswith("LayerNormalization") for op in ops[precision]
-        )  # (Q)EmbedLayerNormalization too
-        assert norms == 2 * layers + 1, precision  # and the embeddings'
+        # two per encoder layer and the embeddings' ((Q)EmbedLayerNormalization when fused)
+        norms = sum(op.endswith("LayerNormalization") for op in ops[precision])
+        assert norms == 2 * layers + 1, precision
     assert ops["fp16"].count("SkipLayerNormalization") == 2 * layers
 
 
