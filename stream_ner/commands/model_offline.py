@@ -133,6 +133,13 @@ def register(group: argparse._SubParsersAction) -> None:
         help="transformer layers of the model to train, evenly spaced from the encoder's (0: all)",
     )
     train.add_argument(
+        "--ffn-width",
+        type=int,
+        default=0,
+        help="feed-forward units per layer of the model to train, the encoder's most important ones "
+        "by weight norms (0: all)",
+    )
+    train.add_argument(
         "--self-training",
         type=float,
         default=0.0,
@@ -272,6 +279,7 @@ def run_train(args: argparse.Namespace) -> int:
         mention_replacement=args.mention_replacement,
         distant_supervision=args.distant_supervision,
         layers=args.layers,
+        ffn_width=args.ffn_width,
         teacher=str(args.teacher) if args.teacher else None,
         distill_weight=args.distill_weight,
         distill_temperature=args.distill_temperature,

@@ -126,13 +126,14 @@ def new_classifier(
     dropout: float = 0.1,
     sentiment: bool = False,
     layers: int = 0,
+    ffn_width: int = 0,
 ) -> ShapeTokenClassifier:
     """A token classifier to train on a pretrained encoder (new heads) or on a checkpoint (its heads).
 
     With or without a shape embedding and sentiment heads. When ``encoder`` is a checkpoint of this
     project, its tag head, shape embedding and sentiment heads start from their saved weights. ``layers``
-    > 0 keeps that many of the encoder's transformer layers (``keep_layers``): a smaller student to
-    distil into.
+    > 0 keeps that many of the encoder's transformer layers (``keep_layers``) and ``ffn_width`` > 0 that
+    many units of each feed-forward block (``keep_ffn_units``): a smaller student to distil into.
     """
     _offline()
     from transformers import AutoModelForTokenClassification
@@ -147,6 +148,8 @@ def new_classifier(
     )
     if layers:
         keep_layers(model, layers)
+    if ffn_width:
+        keep_ffn_units(model, ffn_width)
     saved = Path(encoder)
     shapes = None
     if with_shapes:
@@ -177,6 +180,36 @@ def keep_layers(model: Any, count: int) -> list[int]:
     encoder.layer = nn.ModuleList([encoder.layer[i] for i in kept])
     model.config.num_hidden_layers = len(kept)
     return kept
+
+
+def keep_ffn_units(model: Any, width: int) -> None:
+    """Keep the ``width`` most important units of every feed-forward block of a BERT-style encoder.
+
+    A unit's importance is the product of the norms of its input row and its output column: a unit
+    whose weights are zero in either matrix contributes nothing and goes first. The kept units keep
+    their weights and order, so the block computes exactly what the full one computes minus the
+    dropped units' terms; the config is updated so the checkpoint saves and loads at this width. A
+    ``ConfigError`` for a width outside 1..intermediate size.
+    """
+    total = int(model.config.intermediate_size)
+    if not 1 <= width <= total:
+        raise ConfigError(f"cannot keep {width} of the encoder's {total} feed-forward units")
+    with torch.no_grad():
+        for layer in model.base_model.encoder.layer:
+            up, down = layer.intermediate.dense, layer.output.dense
+            importance = up.weight.norm(dim=1) * down.weight.norm(dim=0)
+            kept = torch.topk(importance, width).indices.sort().values
+            layer.intermediate.dense = _linear(up.weight[kept], up.bias[kept])
+            layer.output.dense = _linear(down.weight[:, kept], down.bias)
+    model.config.intermediate_size = width
+
+
+def _linear(weight: torch.Tensor, bias: torch.Tensor) -> nn.Linear:
+    out_features, in_features = weight.shape
+    linear = nn.Linear(in_features, out_features)
+    linear.weight.data.copy_(weight)
+    linear.bias.data.copy_(bias)
+    return linear
 
 
 def load_classifier(src: str | Path, *, dropout: float = 0.0) -> ShapeTokenClassifier:

@@ -57,6 +57,7 @@ def checkpoint_from_artifact(artifact: Path, out: Path, *, base_encoder: Path | 
     has_shapes = "shape_embedding.weight" in weights
     has_sentiment = "sentiment.post.weight" in weights
     layers = len([n for n in graph.graph.node if n.op_type == "Attention"])
+    up = weights.get("model.bert.encoder.layer.0.intermediate.dense.weight")
     with quiet():  # the base encoder has no tag head yet: transformers reports it as missing
         classifier = new_classifier(
             base_encoder or default_base_encoder(),
@@ -65,6 +66,7 @@ def checkpoint_from_artifact(artifact: Path, out: Path, *, base_encoder: Path | 
             dropout=0.1,
             sentiment=has_sentiment,
             layers=layers,
+            ffn_width=up.shape[0] if up is not None else 0,
         )
     state = classifier.state_dict()
     missing = sorted(name for name in state if name not in weights and not name.endswith("position_ids"))

