@@ -8,6 +8,7 @@ runtime compute it with the same function, so they can never disagree.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 SHAPE_CLASSES: tuple[str, ...] = ("special", "lower", "upper", "title", "mixed", "digit", "other")
 """Index = class id. ``special``: padding and [CLS]/[SEP]; ``other``: no cased letter and no digit."""
@@ -15,8 +16,9 @@ SHAPE_CLASSES: tuple[str, ...] = ("special", "lower", "upper", "title", "mixed",
 _LOWER, _UPPER, _TITLE, _MIXED, _DIGIT, _OTHER = 1, 2, 3, 4, 5, 6
 
 
+@lru_cache(maxsize=1 << 16)
 def word_shape(word: str) -> int:
-    """Shape class of one word as it is written in the original text."""
+    """Shape class of one word as it is written in the original text (memoised: a pure function)."""
     cased = [c for c in word if c.isalpha() and (c.isupper() or c.islower())]
     if not cased:
         return _DIGIT if any(c.isdigit() for c in word) else _OTHER
