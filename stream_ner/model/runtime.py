@@ -26,9 +26,9 @@ from stream_ner.model.providers import CUDA, Runner, create_session, cuda_availa
 from stream_ner.model.sentiment import (
     LABELS,
     Analysis,
+    SentimentInputs,
     check_targets,
-    post_sentiment,
-    span_sentiment,
+    sentiments,
 )
 from stream_ner.model.windows import Encoded, WindowTokenizer, plan_windows
 
@@ -256,26 +256,41 @@ class NerModel:
                     target[row, p : p + w.length],
                 )
                 pieces[w.text_index].append(piece)
-        return [
-            self._analysis(enc, pieces.get(index, []), targets[index] if targets is not None else [])
-            for index, enc in enumerate(encoded)
-        ]
+        return self._analyses(encoded, pieces, targets)
 
-    def _analysis(self, enc: Encoded, found: list[_Piece], spans: list[tuple[int, int]]) -> Analysis:
-        """One text's ``Analysis`` from its windows' outputs (``stream_ner.model.sentiment``, steps 1-2)."""
-        found = sorted(found, key=lambda piece: piece[0][0])
-        sentiment = post_sentiment([x[2] for x in found])
-        if not found:
-            return Analysis([], sentiment, [sentiment for _ in spans])
-        starts = [x[0] for x in found]
-        merged = merge_windows(len(enc), starts, [x[1] for x in found])
-        target = merge_windows(len(enc), starts, [x[3] for x in found])
-        entities = [
-            replace(e, sentiment=span_sentiment(target, enc.offsets, e.start, e.end, sentiment))
-            for e in decode_text(enc.text, merged, enc.offsets, enc.word_ids, self._tagset, self.aggregation)
-        ]
-        asked = [span_sentiment(target, enc.offsets, s, e, sentiment) for s, e in spans]
-        return Analysis(entities, sentiment, asked)
+    def _analyses(
+        self,
+        encoded: list[Encoded],
+        pieces: dict[int, list[_Piece]],
+        targets: list[list[tuple[int, int]]] | None,
+    ) -> list[Analysis]:
+        """Every text's ``Analysis`` from its windows' outputs (``stream_ner.model.sentiment``).
+
+        Entities are decoded text by text; the sentiments of all posts and of all spans (entities
+        first, then the targets asked for) in one ``sentiments`` call.
+        """
+        found_entities: list[list[Entity]] = []
+        inputs: list[SentimentInputs] = []
+        for index, enc in enumerate(encoded):
+            found = sorted(pieces.get(index, []), key=lambda piece: piece[0][0])
+            entities: list[Entity] = []
+            target = None
+            if found:
+                starts = [x[0] for x in found]
+                merged = merge_windows(len(enc), starts, [x[1] for x in found])
+                target = merge_windows(len(enc), starts, [x[3] for x in found])
+                entities = decode_text(
+                    enc.text, merged, enc.offsets, enc.word_ids, self._tagset, self.aggregation
+                )
+            asked = targets[index] if targets is not None else []
+            spans = [(e.start, e.end) for e in entities] + [(s, e) for s, e in asked]
+            inputs.append(SentimentInputs([x[2] for x in found], target, enc.offsets, spans))
+            found_entities.append(entities)
+        out = []
+        for entities, (post, spans) in zip(found_entities, sentiments(inputs), strict=True):
+            with_sentiment = [replace(e, sentiment=s) for e, s in zip(entities, spans, strict=False)]
+            out.append(Analysis(with_sentiment, post, spans[len(entities) :]))
+        return out
 
     def _feed(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows, width = arrays["input_ids"].shape

@@ -43,18 +43,36 @@ class Analysis:
     targets: list[Sentiment] = field(default_factory=list)
 
 
+def to_sentiments(logits: np.ndarray) -> list[Sentiment]:
+    """The ``Sentiment`` of each row of ``[n, 3]`` logits (``LABELS`` order), in one softmax."""
+    if len(logits) == 0:
+        return []
+    probs = softmax(np.asarray(logits, dtype=np.float32)).astype(np.float64)
+    best = probs.argmax(axis=-1).tolist()
+    return [
+        Sentiment(LABELS[b], pos - neg, (neg, neu, pos))
+        for b, (neg, neu, pos) in zip(best, probs.tolist(), strict=True)
+    ]
+
+
 def to_sentiment(logits: np.ndarray) -> Sentiment:
     """The ``Sentiment`` of one logit vector ``[3]`` (``LABELS`` order)."""
-    probs = softmax(np.asarray(logits, dtype=np.float32)[None, :])[0].astype(np.float64)
-    neg, neu, pos = (float(p) for p in probs)
-    return Sentiment(LABELS[int(np.argmax(probs))], pos - neg, (neg, neu, pos))
+    return to_sentiments(np.asarray(logits)[None, :])[0]
+
+
+def post_logits(window_logits: Sequence[np.ndarray]) -> np.ndarray | None:
+    """Step 1's mean of a post's window logits (``None`` for a post without windows)."""
+    if not len(window_logits):
+        return None
+    if len(window_logits) == 1:
+        return window_logits[0]
+    return np.mean(np.stack(window_logits), axis=0)
 
 
 def post_sentiment(window_logits: Sequence[np.ndarray]) -> Sentiment:
     """Step 1: the post's sentiment from its windows' post logits (``UNIFORM`` for none)."""
-    if not len(window_logits):
-        return UNIFORM
-    return to_sentiment(np.mean(np.stack(window_logits), axis=0))
+    logits = post_logits(window_logits)
+    return UNIFORM if logits is None else to_sentiment(logits)
 
 
 def span_tokens(offsets: np.ndarray, start: int, end: int) -> np.ndarray:
@@ -72,6 +90,50 @@ def span_sentiment(
     if len(tokens) == 0:
         return post
     return to_sentiment(target_logits[tokens].mean(axis=0))
+
+
+@dataclass(frozen=True, slots=True)
+class SentimentInputs:
+    """What steps 1 and 2 need of one text.
+
+    Its windows' post logits in order, its merged target logits ``[tokens, 3]`` (``None`` without
+    tokens), its tokens' character offsets ``[tokens, 2]`` and the spans to score.
+    """
+
+    post_windows: list[np.ndarray]
+    target_logits: np.ndarray | None
+    offsets: np.ndarray
+    spans: list[tuple[int, int]]
+
+
+def sentiments(texts: Sequence[SentimentInputs]) -> list[tuple[Sentiment, list[Sentiment]]]:
+    """Steps 1 and 2 for many texts at once: per text, its post's sentiment and one per span.
+
+    The same values as ``post_sentiment`` and ``span_sentiment`` text by text, with one softmax over
+    every post and one over every span instead of one per post and per span.
+    """
+    means = [post_logits(t.post_windows) for t in texts]
+    rows = [m for m in means if m is not None]
+    found = iter(to_sentiments(np.stack(rows)) if rows else [])
+    posts = [UNIFORM if m is None else next(found) for m in means]
+    span_means: list[np.ndarray] = []
+    plan: list[list[int]] = []  # per text and span: its row in span_means, or -1 for the post's
+    for t in texts:
+        rows_of_text = []
+        for start, end in t.spans:
+            tokens = span_tokens(t.offsets, start, end) if t.target_logits is not None else ()
+            if len(tokens) == 0:
+                rows_of_text.append(-1)
+                continue
+            assert t.target_logits is not None
+            rows_of_text.append(len(span_means))
+            span_means.append(t.target_logits[tokens].mean(axis=0))
+        plan.append(rows_of_text)
+    spans = to_sentiments(np.stack(span_means)) if span_means else []
+    return [
+        (post, [post if row < 0 else spans[row] for row in rows_of_text])
+        for post, rows_of_text in zip(posts, plan, strict=True)
+    ]
 
 
 def check_targets(texts: Sequence[str], targets: Sequence[Sequence[tuple[int, int]]] | None) -> None:

@@ -24,7 +24,16 @@ from stream_ner.model import artifact
 from stream_ner.model.decode import softmax
 from stream_ner.model.entity import Entity, Sentiment
 from stream_ner.model.runtime import NerModel
-from stream_ner.model.sentiment import UNIFORM, Analysis, post_sentiment, span_tokens, to_sentiment
+from stream_ner.model.sentiment import (
+    UNIFORM,
+    Analysis,
+    SentimentInputs,
+    post_sentiment,
+    sentiments,
+    span_sentiment,
+    span_tokens,
+    to_sentiment,
+)
 from stream_ner.model.windows import WindowTokenizer, plan_windows
 from tests.unit.test_runtime import LABELS, TABLE, build_lookup_artifact
 from tests.unit.test_windows import tokenizer_path
@@ -157,6 +166,32 @@ def test_head_decoding_of_one_logit_vector() -> None:
     mean = post_sentiment([np.array([2.0, 0.0, 0.0]), np.array([0.0, 0.0, 4.0])])
     assert close(mean, to_sentiment(np.array([1.0, 0.0, 2.0])))
     assert post_sentiment([]) == UNIFORM
+
+
+def test_many_texts_at_once_get_exactly_the_sentiments_of_one_text_at_a_time() -> None:
+    rng = np.random.default_rng(5)
+    texts = []
+    for windows, tokens in [(1, 6), (0, 0), (3, 20), (1, 1), (2, 9)]:
+        offsets = np.array([[2 * i, 2 * i + 1] for i in range(tokens)], dtype=np.int64).reshape(-1, 2)
+        target = rng.normal(size=(tokens, 3)).astype(np.float32) if windows else None
+        # spans over one token, over several, over no token (a gap between tokens) and over all
+        spans = [(0, 1), (1, 2), (0, 2 * tokens + 1), (2, 5)] if tokens else [(0, 1)]
+        post = [rng.normal(size=3).astype(np.float32) for _ in range(windows)]
+        texts.append(SentimentInputs(post, target, offsets, spans))
+
+    got = sentiments(texts)
+
+    assert len(got) == len(texts)
+    for text, (post, spans) in zip(texts, got, strict=True):
+        assert post == post_sentiment(text.post_windows)  # exact, not approximate
+        if text.target_logits is None:
+            assert spans == [UNIFORM] * len(text.spans)
+        else:
+            assert spans == [
+                span_sentiment(text.target_logits, text.offsets, s, e, post) for s, e in text.spans
+            ]
+            assert spans[1] is post  # (1, 2) is the gap between the first two tokens
+    assert sentiments([]) == []
 
 
 def test_entities_and_post_sentiment_are_decoded_exactly(model: NerModel, tok: WindowTokenizer) -> None:
