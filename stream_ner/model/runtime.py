@@ -287,9 +287,9 @@ class NerModel:
             inputs.append(SentimentInputs([x[2] for x in found], target, enc.offsets, spans))
             found_entities.append(entities)
         out = []
-        for entities, (post, spans) in zip(found_entities, sentiments(inputs), strict=True):
-            with_sentiment = [replace(e, sentiment=s) for e, s in zip(entities, spans, strict=False)]
-            out.append(Analysis(with_sentiment, post, spans[len(entities) :]))
+        for entities, (post, scored) in zip(found_entities, sentiments(inputs), strict=True):
+            with_sentiment = [replace(e, sentiment=s) for e, s in zip(entities, scored, strict=False)]
+            out.append(Analysis(with_sentiment, post, scored[len(entities) :]))
         return out
 
     def _feed(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
