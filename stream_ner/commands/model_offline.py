@@ -47,6 +47,11 @@ def register(group: argparse._SubParsersAction) -> None:
         default=7,
         help="bits of the int8 weights: 7 is right on every x86 CPU, 8 only on CPUs with VNNI (default 7)",
     )
+    export.add_argument(
+        "--exact-gelu",
+        action="store_true",
+        help="keep the int8 graph's GELU exact (default: onnxruntime's FastGelu, the tanh approximation)",
+    )
     export.set_defaults(handler=run_export)
 
     train = group.add_parser(
@@ -230,6 +235,7 @@ def run_export(args: argparse.Namespace) -> int:
             progress=progress,
             fusions=not args.no_fusions,
             weight_bits=args.weight_bits,
+            exact_gelu=args.exact_gelu,
             name=name,
             version=version,
             extra_manifest=extra,

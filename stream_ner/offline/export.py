@@ -93,6 +93,7 @@ def export(
     calibration: Calibration | None = None,
     fusions: bool = True,
     weight_bits: int = 7,
+    exact_gelu: bool = False,
 ) -> ExportReport:
     """Write the artifact for checkpoint ``src`` into directory ``out`` (steps 1-5 of the module).
 
@@ -101,6 +102,7 @@ def export(
     ``keep_fp32`` false drops ``model.fp32.onnx`` after the other precisions are made from it.
     ``calibration``: texts for the int8 activation ranges (default: ``quantize.default_calibration()``).
     ``weight_bits``: of the int8 weights, 7 (right on every x86 CPU) or 8 (on CPUs with VNNI only).
+    ``exact_gelu`` keeps the int8 graph's GELU exact (default: the tanh approximation, ``quantize`` step 5).
     ``progress`` is an optional ``rich.progress.Progress``. Raises ``ModelError`` on a parity failure.
     When ``src`` is a model artifact, see ``export_from_artifact`` (the other arguments are not used).
     """
@@ -114,6 +116,7 @@ def export(
             calibration=calibration,
             progress=progress,
             weight_bits=weight_bits,
+            exact_gelu=exact_gelu,
         )
 
     import torch
@@ -173,7 +176,17 @@ def export(
 
         # 3. other precisions
         derived = _derive(
-            fp32, out, precisions, tokenizer, calibration, max_length, stride, work, progress, weight_bits
+            fp32,
+            out,
+            precisions,
+            tokenizer,
+            calibration,
+            max_length,
+            stride,
+            work,
+            progress,
+            weight_bits,
+            exact_gelu,
         )
         step("other precisions written")
     finally:
@@ -234,7 +247,7 @@ def export(
         "opset": OPSET,
         "inputs": classifier.input_names,
         "outputs": outputs,
-        "precisions": {p: _precision_note(p, fusions, weight_bits) for p in written},
+        "precisions": {p: _precision_note(p, fusions, weight_bits, exact_gelu) for p in written},
         "parity": parity,
         **({"quantization": derived} if derived else {}),
         **(extra_manifest or {}),
@@ -270,6 +283,7 @@ def export_from_artifact(
     calibration: Calibration | None = None,
     progress: Any = None,
     weight_bits: int = 7,
+    exact_gelu: bool = False,
 ) -> ExportReport:
     """Make the other precisions of artifact ``src`` again from its fp32 graph, into ``out`` (may be ``src``).
 
@@ -298,7 +312,17 @@ def export_from_artifact(
     # 3. other precisions
     with tempfile.TemporaryDirectory(prefix="stream-ner-export-") as work:
         derived = _derive(
-            fp32, out, remade, tokenizer, calibration, max_length, stride, Path(work), progress, weight_bits
+            fp32,
+            out,
+            remade,
+            tokenizer,
+            calibration,
+            max_length,
+            stride,
+            Path(work),
+            progress,
+            weight_bits,
+            exact_gelu,
         )
 
     # 4. parity against the fp32 graph
@@ -311,7 +335,10 @@ def export_from_artifact(
     notes = manifest.get("precisions", {})
     manifest["versions"] = {**manifest.get("versions", {}), **_versions(("onnx", "onnxruntime"))}
     manifest["precisions"] = {
-        p: _precision_note(p, weight_bits=weight_bits) if p in remade else notes.get(p, "") for p in written
+        p: _precision_note(p, weight_bits=weight_bits, exact_gelu=exact_gelu)
+        if p in remade
+        else notes.get(p, "")
+        for p in written
     }
     if split:
         manifest["precisions"]["fp32"] = FP32_FUSED_NOTE
@@ -339,6 +366,7 @@ def _derive(
     work: Path,
     progress: Any,
     weight_bits: int = 7,
+    exact_gelu: bool = False,
 ) -> dict[str, Any]:
     """Step 3: the int8 and fp16 graphs of ``fp32`` asked for; returns how int8 was made (``{}`` without)."""
     from stream_ner.offline.quantize import default_calibration, quantize_int8
@@ -355,6 +383,7 @@ def _derive(
             work=work,
             progress=progress,
             weight_bits=weight_bits,
+            exact_gelu=exact_gelu,
         )
     if "fp16" in precisions:
         _to_fp16(fp32, out / artifact.graph_name("fp16"))
@@ -389,11 +418,14 @@ def _max_diff(name: str, got: np.ndarray, reference: np.ndarray, valid: np.ndarr
     return float(np.abs(got - reference)[mask].max())
 
 
-def _precision_note(precision: str, fusions: bool = True, weight_bits: int = 7) -> str:
+def _precision_note(
+    precision: str, fusions: bool = True, weight_bits: int = 7, exact_gelu: bool = False
+) -> str:
+    gelu = "exact" if exact_gelu else "tanh-approximated"
     return {
         "fp32": FP32_FUSED_NOTE if fusions else "float32, as traced (no fusions)",
         "int8": "static quantization, calibrated uint8 activations, "
-        f"per-channel {weight_bits}-bit int8 weights, CPU",
+        f"per-channel {weight_bits}-bit int8 weights, {gelu} GELU, CPU",
         "fp16": "float16 weights and compute, float32 inputs/outputs, SkipLayerNormalization fused, for CUDA",
     }[precision]
 

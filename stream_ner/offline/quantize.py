@@ -17,7 +17,11 @@ softmax, GELU) work per token. It also drops the per-batch scale computation.
    quantizer leaves untyped tensors in float;
 4. ``quantize_static``, QDQ format, MinMax calibration on the same batches: MatMuls with constant weights
    and the embedding Gathers, per-channel 7-bit weights, uint8 activations. MatMul outputs stay float,
-   so onnxruntime runs each as one ``MatMulIntegerToFloat``.
+   so onnxruntime runs each as one ``MatMulIntegerToFloat``;
+5. GELU (``approximate_gelu``): every ``Gelu`` and ``BiasGelu`` runs as onnxruntime's ``FastGelu``, the
+   tanh approximation (under 5e-4 from the exact GELU for every input): on one thread the shipped model's
+   INT8 graph ran 1.07x as fast with it, at the same dev scores (its model card). ``exact_gelu`` keeps
+   the exact GELU.
 
 Weights are 7-bit (``reduce_range``) by default: without VNNI, x86 int8 kernels add u8*s8 pairs in
 saturating int16, which with full-range weights flipped 39% of token labels of a test model on an AVX2-only
@@ -94,11 +98,13 @@ def quantize_int8(
     work: Path,
     progress: Any = None,
     weight_bits: int = 7,
+    exact_gelu: bool = False,
 ) -> dict[str, Any]:
-    """Write the static INT8 graph of ``fp32`` to ``dest`` (steps 1-4 of the module); returns its description.
+    """Write the static INT8 graph of ``fp32`` to ``dest`` (steps 1-5 of the module); returns its description.
 
     ``work`` is a scratch directory; ``progress`` an optional ``rich.progress.Progress`` for calibration.
     ``weight_bits`` 7 (``reduce_range``, safe on every x86 CPU) or 8 (full range: for CPUs with VNNI only).
+    ``exact_gelu`` skips step 5.
     """
     if weight_bits not in (7, 8):
         raise ValueError(f"weight_bits must be 7 or 8, not {weight_bits}")
@@ -153,6 +159,12 @@ def quantize_int8(
     dynamic = [n.name for n in onnx.load(dest).graph.node if n.op_type == "DynamicQuantizeLinear"]
     if dynamic:
         raise ModelError(f"the int8 graph still quantizes activations per batch: {dynamic[:3]}")
+    # 5. GELU
+    approximated = 0
+    if not exact_gelu:
+        model = onnx.load(dest)
+        approximated = approximate_gelu(model)
+        onnx.save(model, dest)
     kinds = ["MatMul", *(["Attention"] if attention else []), "embeddings"]
     return {
         "method": "static QDQ, MinMax calibration",
@@ -162,7 +174,23 @@ def quantize_int8(
         "calibration": calibration.source,
         "calibration_batches": len(batches),
         "attention_nodes": len(attention),
+        "gelu": f"tanh approximation (FastGelu, {approximated} nodes)" if approximated else "exact",
     }
+
+
+def approximate_gelu(model: onnx.ModelProto) -> int:
+    """Step 5: every ``Gelu`` and ``BiasGelu`` node becomes a ``FastGelu`` (same inputs); the count.
+
+    ``FastGelu`` (onnxruntime's contrib op: ``x`` and an optional ``bias``) computes
+    ``0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))``, elementwise, so rows stay independent.
+    """
+    count = 0
+    for node in model.graph.node:
+        if node.op_type in ("Gelu", "BiasGelu") and node.domain == "com.microsoft":
+            node.op_type = "FastGelu"
+            del node.attribute[:]
+            count += 1
+    return count
 
 
 def calibration_batches(

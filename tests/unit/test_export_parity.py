@@ -239,6 +239,31 @@ def test_weights_are_7_bit_unless_8_are_asked_for(exported: tuple[Path, Path], t
     assert manifest["quantization"]["int8"]["weight_bits"] == 8  # what the runtime checks the CPU against
 
 
+def test_the_int8_gelu_is_the_tanh_approximation_unless_the_exact_one_is_asked_for(
+    exported: tuple[Path, Path], tmp_path: Path
+) -> None:
+    _, out = exported
+    fp32_ops = [n.op_type for n in onnx.load(out / "model.fp32.onnx").graph.node]
+    int8_ops = [n.op_type for n in onnx.load(out / "model.int8.onnx").graph.node]
+    assert fp32_ops.count("BiasGelu") == 2  # one per layer, exact in fp32
+    assert int8_ops.count("FastGelu") == 2 and "BiasGelu" not in int8_ops
+    manifest = json.loads((out / artifact.MANIFEST).read_text())
+    assert manifest["quantization"]["int8"]["gelu"] == "tanh approximation (FastGelu, 2 nodes)"
+    assert "tanh-approximated GELU" in manifest["precisions"]["int8"]
+
+    exact = tmp_path / "exact"
+    export(out, exact, precisions=("fp32", "int8"), exact_gelu=True)
+    exact_ops = [n.op_type for n in onnx.load(exact / "model.int8.onnx").graph.node]
+    assert exact_ops.count("BiasGelu") == 2 and "FastGelu" not in exact_ops
+    assert json.loads((exact / artifact.MANIFEST).read_text())["quantization"]["int8"]["gelu"] == "exact"
+    # the two graphs differ only by the approximation: every token gets the same label
+    feeds = _feeds(out, [i.name for i in onnx.load(out / "model.int8.onnx").graph.input])
+    fast = _onnx_logits(out / "model.int8.onnx", feeds)
+    slow = _onnx_logits(exact / "model.int8.onnx", feeds)
+    assert 0 < np.abs(fast - slow).max() < 0.05
+    assert (fast.argmax(-1) == slow.argmax(-1)).mean() > 0.99
+
+
 def test_scores_of_a_graph_made_again_are_dropped(exported: tuple[Path, Path], tmp_path: Path) -> None:
     _, out = exported
     scored = tmp_path / "scored"
