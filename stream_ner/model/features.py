@@ -16,9 +16,12 @@ SHAPE_CLASSES: tuple[str, ...] = ("special", "lower", "upper", "title", "mixed",
 _LOWER, _UPPER, _TITLE, _MIXED, _DIGIT, _OTHER = 1, 2, 3, 4, 5, 6
 
 
-@lru_cache(maxsize=1 << 16)
+@lru_cache(maxsize=1 << 14)
 def word_shape(word: str) -> int:
-    """Shape class of one word as it is written in the original text (memoised: a pure function)."""
+    """Shape class of one word as it is written in the original text.
+
+    Memoised (a pure function): the 16,384 most recent distinct words, a few MB, bounded.
+    """
     cased = [c for c in word if c.isalpha() and (c.isupper() or c.islower())]
     if not cased:
         return _DIGIT if any(c.isdigit() for c in word) else _OTHER
