@@ -288,8 +288,9 @@ class NerModel:
             found_entities.append(entities)
         out = []
         for entities, (post, scored) in zip(found_entities, sentiments(inputs), strict=True):
-            with_sentiment = [replace(e, sentiment=s) for e, s in zip(entities, scored, strict=False)]
-            out.append(Analysis(with_sentiment, post, scored[len(entities) :]))
+            own, of_targets = scored[: len(entities)], scored[len(entities) :]
+            with_sentiment = [replace(e, sentiment=s) for e, s in zip(entities, own, strict=True)]
+            out.append(Analysis(with_sentiment, post, of_targets))
         return out
 
     def _feed(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

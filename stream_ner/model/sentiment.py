@@ -119,15 +119,14 @@ def sentiments(texts: Sequence[SentimentInputs]) -> list[tuple[Sentiment, list[S
     span_means: list[np.ndarray] = []
     plan: list[list[int]] = []  # per text and span: its row in span_means, or -1 for the post's
     for t in texts:
-        rows_of_text = []
+        target, rows_of_text = t.target_logits, []
         for start, end in t.spans:
-            tokens = span_tokens(t.offsets, start, end) if t.target_logits is not None else ()
-            if len(tokens) == 0:
+            tokens = () if target is None else span_tokens(t.offsets, start, end)
+            if target is None or len(tokens) == 0:
                 rows_of_text.append(-1)
-                continue
-            assert t.target_logits is not None
-            rows_of_text.append(len(span_means))
-            span_means.append(t.target_logits[tokens].mean(axis=0))
+            else:
+                rows_of_text.append(len(span_means))
+                span_means.append(target[tokens].mean(axis=0))
         plan.append(rows_of_text)
     spans = to_sentiments(np.stack(span_means)) if span_means else []
     return [
