@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from stream_ner.settings import Settings, TopicSettings
@@ -52,6 +52,20 @@ def _wait(condition, timeout: float, what: str) -> float:  # type: ignore[no-unt
     return time.monotonic() - began
 
 
+def _topic_config(admin: AdminClient, topic: str, timeout: float = 10.0) -> dict:
+    """The topic's configs. ``apply`` returns once one broker's metadata has the topic led; another broker
+    may not know it yet for a moment (UNKNOWN_TOPIC_OR_PART): asked again until ``timeout``."""
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return admin.describe_configs([resource])[resource].result(timeout=timeout)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def test_kill_9_of_a_leader_loses_no_acknowledged_record_and_the_restarted_broker_rejoins(
     kafka_cluster, report
 ):
@@ -62,8 +76,7 @@ def test_kill_9_of_a_leader_loses_no_acknowledged_record_and_the_restarted_broke
     specs = load_specs(settings)
     apply(admin, specs)
     raw = settings.topics.raw_posts
-    resource = ConfigResource(ConfigResource.Type.TOPIC, raw)
-    config = admin.describe_configs([resource])[resource].result(timeout=10)
+    config = _topic_config(admin, raw)
     assert config["min.insync.replicas"].value == "2"
     isr = _isr(admin, raw)
     assert len(isr) == 6 and all(replicas == [1, 2, 3] for _, replicas in isr.values()), isr

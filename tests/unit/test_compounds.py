@@ -245,5 +245,5 @@ def test_shipped_model_finds_compounds_and_cashtags_whole(
 
 def test_shipped_model_today(predicted: dict[str, list[tuple[str, str]]]) -> None:
     """The issue's two posts as the shipped model tags them now (a retrained model may change the types)."""
-    assert predicted["My Coca-Cola Zero addiction"] == [("ORG", "Coca-Cola")]
+    assert predicted["My Coca-Cola Zero addiction"] == [("PRODUCT", "Coca-Cola Zero")]  # the product, whole
     assert predicted["$TSLA up 8% after earnings, $AAPL flat"] == [("ORG", "$TSLA"), ("ORG", "$AAPL")]
