@@ -247,7 +247,7 @@ def export(
         "opset": OPSET,
         "inputs": classifier.input_names,
         "outputs": outputs,
-        "precisions": {p: _precision_note(p, fusions, weight_bits, exact_gelu) for p in written},
+        "precisions": {p: _precision_note(p, fusions, weight_bits, derived) for p in written},
         "parity": parity,
         **({"quantization": derived} if derived else {}),
         **(extra_manifest or {}),
@@ -335,9 +335,7 @@ def export_from_artifact(
     notes = manifest.get("precisions", {})
     manifest["versions"] = {**manifest.get("versions", {}), **_versions(("onnx", "onnxruntime"))}
     manifest["precisions"] = {
-        p: _precision_note(p, weight_bits=weight_bits, exact_gelu=exact_gelu)
-        if p in remade
-        else notes.get(p, "")
+        p: _precision_note(p, weight_bits=weight_bits, derived=derived) if p in remade else notes.get(p, "")
         for p in written
     }
     if split:
@@ -419,9 +417,11 @@ def _max_diff(name: str, got: np.ndarray, reference: np.ndarray, valid: np.ndarr
 
 
 def _precision_note(
-    precision: str, fusions: bool = True, weight_bits: int = 7, exact_gelu: bool = False
+    precision: str, fusions: bool = True, weight_bits: int = 7, derived: dict[str, Any] | None = None
 ) -> str:
-    gelu = "exact" if exact_gelu else "tanh-approximated"
+    """The manifest's line for one graph; the int8 GELU as ``quantize_int8`` reported it (``derived``)."""
+    approximated = str((derived or {}).get("int8", {}).get("gelu", "exact")).startswith("tanh")
+    gelu = "tanh-approximated" if approximated else "exact"
     return {
         "fp32": FP32_FUSED_NOTE if fusions else "float32, as traced (no fusions)",
         "int8": "static quantization, calibrated uint8 activations, "
