@@ -1,6 +1,7 @@
 """Logits to entities: window merge, subword aggregation, BIO/BIOES decoding, character spans. Pure numpy.
 
-For one text the steps are:
+For one text the steps are (``decode_texts`` runs steps 2 and 3 once over the words of many texts, then
+4 and 5 text by text; ``decode_text`` is it for one text):
 
 1. ``merge_windows``: every token takes its logits from the window where it has the most context on
    both sides (overlaps are resolved per token, before decoding, so an entity is never found twice nor
@@ -25,6 +26,7 @@ For one text the steps are:
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -112,12 +114,17 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def word_starts(word_ids: np.ndarray) -> np.ndarray:
-    """Index of each word's first token; a ``-1`` token (literal special token) is a word of its own."""
+def word_starts(word_ids: np.ndarray, text_starts: np.ndarray | None = None) -> np.ndarray:
+    """Index of each word's first token; a ``-1`` token (literal special token) is a word of its own.
+
+    ``text_starts`` (token indices) mark where the texts of a concatenation begin: a word never spans two.
+    """
     if len(word_ids) == 0:
         return np.zeros(0, dtype=np.int64)
     change = np.ones(len(word_ids), dtype=bool)
     change[1:] = (word_ids[1:] != word_ids[:-1]) | (word_ids[1:] == -1)
+    if text_starts is not None:
+        change[text_starts] = True
     return np.flatnonzero(change)
 
 
@@ -148,11 +155,15 @@ def best_valid_tags(words: np.ndarray, tagset: TagSet) -> np.ndarray:
     unclosed is still ``decode_tags``' to end.
     """
     tags = words.argmax(axis=-1)
-    allowed = tagset.transitions
-    if len(tags) == 0 or (tagset.starts[tags[0]] and allowed[tags[:-1], tags[1:]].all()):
+    if len(tags) == 0 or (tagset.starts[tags[0]] and tagset.transitions[tags[:-1], tags[1:]].all()):
         return tags
+    return _viterbi(words, tagset)
+
+
+def _viterbi(words: np.ndarray, tagset: TagSet) -> np.ndarray:
+    """The most probable tag sequence of one text's words ``[words, labels]`` within the transitions."""
     scores = np.log(np.maximum(words, 1e-12))
-    forbid = np.where(allowed, 0.0, -np.inf)
+    forbid = np.where(tagset.transitions, 0.0, -np.inf)
     best = np.where(tagset.starts, scores[0], -np.inf)
     back = np.zeros(words.shape, dtype=np.int64)
     for i in range(1, len(words)):
@@ -190,10 +201,10 @@ def decode_tags(tags: np.ndarray, tagset: TagSet) -> list[tuple[int, int, str]]:
 def to_entities(
     text: str,
     runs: list[tuple[int, int, str]],
-    word_start_chars: np.ndarray,
-    word_end_chars: np.ndarray,
-    word_scores: np.ndarray,
-    tagged: np.ndarray,
+    word_start_chars: Sequence[int],
+    word_end_chars: Sequence[int],
+    word_scores: Sequence[float],
+    tagged: Sequence[bool],
 ) -> list[Entity]:
     """Entities with trimmed character spans; a run without a letter or digit is dropped.
 
@@ -201,18 +212,32 @@ def to_entities(
     none is tagged.
     """
     out = []
-    starts, ends = word_start_chars.tolist(), word_end_chars.tolist()
     for first, stop, label in runs:
-        start, end = starts[first], ends[stop - 1]
+        start, end = word_start_chars[first], word_end_chars[stop - 1]
         while start < end and _invisible(text[start]):
             start += 1
         while end > start and _invisible(text[end - 1]):
             end -= 1
         if any(c.isalnum() for c in text[start:end]):
-            scores, mask = word_scores[first:stop], tagged[first:stop]
-            score = float(scores[mask].mean() if mask.any() else scores.mean())
+            scores = [s for s, t in zip(word_scores[first:stop], tagged[first:stop], strict=True) if t]
+            scores = scores or list(word_scores[first:stop])
+            score = sum(scores) / len(scores)
             out.append(Entity(start=start, end=end, label=label, score=score, text=text[start:end]))
     return out
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class TextLogits:
+    """One text and its merged token logits ``[tokens, labels]``.
+
+    ``offsets`` are the tokens' character spans ``[tokens, 2]``, ``word_ids`` their words (``-1``: a
+    literal special token), as ``decode_text`` takes them.
+    """
+
+    text: str
+    logits: np.ndarray
+    offsets: np.ndarray
+    word_ids: np.ndarray
 
 
 def decode_text(
@@ -224,32 +249,59 @@ def decode_text(
     aggregation: str,
 ) -> list[Entity]:
     """Entities of one text from its merged token logits ``[tokens, labels]`` (steps 2-5 of the module)."""
-    if len(logits) == 0:
-        return []
-    starts = word_starts(word_ids)
-    words = aggregate_words(softmax(logits), starts, aggregation)
-    specials = word_ids[starts] == -1
-    if specials.any():
-        words[specials] = tagset.outside  # a special token's word is outside any entity
-    tags = best_valid_tags(words, tagset)
+    return decode_texts([TextLogits(text, logits, offsets, word_ids)], tagset, aggregation)[0]
+
+
+def decode_texts(texts: Sequence[TextLogits], tagset: TagSet, aggregation: str) -> list[list[Entity]]:
+    """Entities of each text, in order: ``decode_text`` of each, with steps 2 and 3 run once for all.
+
+    Softmax, word aggregation, tag choice, scores and word spans are array operations over the words of
+    every text together (a text's values do not depend on the others); only texts whose tags leave an
+    entity without a start get a Viterbi pass of their own, and only texts with a tagged word or a ``$``
+    go through steps 4 and 5.
+    """
+    out: list[list[Entity]] = [[] for _ in texts]
+    live = [i for i, t in enumerate(texts) if len(t.logits)]
+    if not live:
+        return out
+    bounds = np.cumsum([0] + [len(texts[i].logits) for i in live])
+    logits = np.concatenate([texts[i].logits for i in live])
+    offsets = np.concatenate([texts[i].offsets for i in live])
+    word_ids = np.concatenate([texts[i].word_ids for i in live])
+    starts = word_starts(word_ids, bounds[:-1])
+    if aggregation == "first":  # only the first subwords' probabilities are read
+        words = softmax(logits[starts])
+    else:
+        words = aggregate_words(softmax(logits), starts, aggregation)
+    words[word_ids[starts] == -1] = tagset.outside  # a special token's word is outside any entity
+    first_words = np.searchsorted(starts, bounds[:-1])
+    word_bounds = np.append(first_words, len(starts)).tolist()
+    tags = words.argmax(axis=-1)
+    fine = np.ones(len(tags), dtype=bool)  # fine[k]: word k may follow word k - 1 (or starts its text)
+    fine[1:] = tagset.transitions[tags[:-1], tags[1:]]
+    fine[first_words] = tagset.starts[tags[first_words]]
+    for k in np.unique(np.searchsorted(first_words, np.flatnonzero(~fine), side="right") - 1).tolist():
+        a, b = word_bounds[k], word_bounds[k + 1]
+        tags[a:b] = _viterbi(words[a:b], tagset)
     tagged = ~tagset.outside[tags]
-    if not tagged.any() and "$" not in text:  # only a cashtag can make an entity of untagged words
-        return []
     # a tagged word scores its tag's probability, an untagged one its probability of being in an entity
     picked = words[np.arange(len(tags)), tags]
     scores = np.where(tagged, picked, 1.0 - words[:, tagset.outside].sum(axis=-1)).astype(np.float64)
-    char_starts = np.minimum.reduceat(offsets[:, 0], starts)
-    char_ends = np.maximum.reduceat(offsets[:, 1], starts)
+    char_starts = np.minimum.reduceat(offsets[:, 0], starts).tolist()
+    char_ends = np.maximum.reduceat(offsets[:, 1], starts).tolist()
+    any_tagged = np.logical_or.reduceat(tagged, first_words).tolist()
+    score_list, tagged_list = scores.tolist(), tagged.tolist()
     types = [tagset.types[t] for t in tags.tolist()]
-    runs = join_units(
-        text,
-        decode_tags(tags, tagset),
-        char_starts.tolist(),
-        char_ends.tolist(),
-        types,
-        RULE_LABEL if RULE_LABEL in tagset.types else None,
-    )
-    return to_entities(text, runs, char_starts, char_ends, scores, tagged)
+    rule = RULE_LABEL if RULE_LABEL in tagset.types else None
+    for k, i in enumerate(live):
+        text = texts[i].text
+        if not any_tagged[k] and "$" not in text:  # only a cashtag can make an entity of untagged words
+            continue
+        a, b = word_bounds[k], word_bounds[k + 1]
+        ws, we = char_starts[a:b], char_ends[a:b]
+        runs = join_units(text, decode_tags(tags[a:b], tagset), ws, we, types[a:b], rule)
+        out[i] = to_entities(text, runs, ws, we, score_list[a:b], tagged_list[a:b])
+    return out
 
 
 def _invisible(ch: str) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +20,7 @@ import numpy as np
 from stream_ner.errors import ModelError
 from stream_ner.model import artifact
 from stream_ner.model.cpu import x86_without_vnni
-from stream_ner.model.decode import AGGREGATIONS, TagSet, decode_text, merge_windows
+from stream_ner.model.decode import AGGREGATIONS, TagSet, TextLogits, decode_texts, merge_windows
 from stream_ner.model.entity import Entity
 from stream_ner.model.providers import CUDA, Runner, create_session, cuda_available
 from stream_ner.model.sentiment import (
@@ -206,18 +206,11 @@ class NerModel:
             p = batch.prefix
             for row, w in enumerate(batch.windows):
                 pieces[w.text_index].append(((w.start, w.end), logits[row, p : p + w.length]))
-        out: list[list[Entity]] = []
-        for index, enc in enumerate(encoded):
-            found = pieces.get(index)
-            if not found:
-                out.append([])
-                continue
-            found.sort(key=lambda piece: piece[0][0])
-            merged = merge_windows(len(enc), [s for s, _ in found], [x for _, x in found])
-            out.append(
-                decode_text(enc.text, merged, enc.offsets, enc.word_ids, self._tagset, self.aggregation)
-            )
-        return out
+        merged = [
+            _text_logits(enc, sorted(pieces.get(index, []), key=lambda piece: piece[0][0]))
+            for index, enc in enumerate(encoded)
+        ]
+        return decode_texts(merged, self._tagset, self.aggregation)
 
     def analyze(self, texts: list[str], targets: list[list[tuple[int, int]]] | None = None) -> list[Analysis]:
         """Entities with their sentiment, the post's sentiment and each target's, per text, in input order.
@@ -266,30 +259,32 @@ class NerModel:
     ) -> list[Analysis]:
         """Every text's ``Analysis`` from its windows' outputs (``stream_ner.model.sentiment``).
 
-        Entities are decoded text by text; the sentiments of all posts and of all spans (entities
-        first, then the targets asked for) in one ``sentiments`` call.
+        The entities of all texts in one ``decode_texts`` call; the sentiments of all posts and of all
+        spans (entities first, then the targets asked for) in one ``sentiments`` call.
         """
-        found_entities: list[list[Entity]] = []
-        inputs: list[SentimentInputs] = []
+        merged: list[TextLogits] = []
+        target_logits: list[np.ndarray | None] = []
+        post_windows: list[list[np.ndarray]] = []
         for index, enc in enumerate(encoded):
             found = sorted(pieces.get(index, []), key=lambda piece: piece[0][0])
-            entities: list[Entity] = []
-            target = None
-            if found:
-                starts = [x[0] for x in found]
-                merged = merge_windows(len(enc), starts, [x[1] for x in found])
-                target = merge_windows(len(enc), starts, [x[3] for x in found])
-                entities = decode_text(
-                    enc.text, merged, enc.offsets, enc.word_ids, self._tagset, self.aggregation
-                )
+            post_windows.append([x[2] for x in found])
+            merged.append(_text_logits(enc, [(x[0], x[1]) for x in found]))
+            target_logits.append(
+                merge_windows(len(enc), [x[0] for x in found], [x[3] for x in found]) if found else None
+            )
+        found_entities = decode_texts(merged, self._tagset, self.aggregation)
+        inputs: list[SentimentInputs] = []
+        for index, (enc, entities) in enumerate(zip(encoded, found_entities, strict=True)):
             asked = targets[index] if targets is not None else []
             spans = [(e.start, e.end) for e in entities] + [(s, e) for s, e in asked]
-            inputs.append(SentimentInputs([x[2] for x in found], target, enc.offsets, spans))
-            found_entities.append(entities)
+            inputs.append(SentimentInputs(post_windows[index], target_logits[index], enc.offsets, spans))
         out = []
         for entities, (post, scored) in zip(found_entities, sentiments(inputs), strict=True):
             own, of_targets = scored[: len(entities)], scored[len(entities) :]
-            with_sentiment = [replace(e, sentiment=s) for e, s in zip(entities, own, strict=True)]
+            with_sentiment = [
+                Entity(e.start, e.end, e.label, e.score, e.text, s)
+                for e, s in zip(entities, own, strict=True)
+            ]
             out.append(Analysis(with_sentiment, post, of_targets))
         return out
 
@@ -311,6 +306,14 @@ class NerModel:
 
     def __repr__(self) -> str:
         return f"NerModel({self.name!r}, {self.version!r}, precision={self.precision!r}, {self.providers})"
+
+
+def _text_logits(enc: Encoded, found: list[tuple[tuple[int, int], np.ndarray]]) -> TextLogits:
+    """A text's tag logits merged over its windows (``found``: each window's span and logits, in order)."""
+    if not found:
+        return TextLogits(enc.text, np.zeros((0, 0), dtype=np.float32), enc.offsets, enc.word_ids)
+    logits = merge_windows(len(enc), [span for span, _ in found], [x for _, x in found])
+    return TextLogits(enc.text, logits, enc.offsets, enc.word_ids)
 
 
 def _check_sentiment(runner: Runner, config: dict[str, Any]) -> bool:

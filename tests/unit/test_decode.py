@@ -7,10 +7,12 @@ import pytest
 
 from stream_ner.model.decode import (
     TagSet,
+    TextLogits,
     aggregate_words,
     best_valid_tags,
     decode_tags,
     decode_text,
+    decode_texts,
     merge_windows,
     softmax,
     word_starts,
@@ -149,6 +151,29 @@ def test_decode_text_never_tags_literal_special_tokens() -> None:
     logits[1, BIO.index("B-ORG")] = 6.0  # Acme: I-ORG first, B-ORG a close second, O far behind
     entities = decode_text(text, logits, offsets, np.array([-1, 1]), TagSet.parse(BIO, "BIO"), "first")
     assert [(e.text, e.label) for e in entities] == [("Acme", "ORG")]
+
+
+@pytest.mark.parametrize("aggregation", ["first", "average", "max"])
+def test_decode_texts_gives_each_text_what_it_gets_alone(aggregation: str) -> None:
+    """Texts decoded together share arrays, never words, tags or Viterbi passes across their borders."""
+    rng = np.random.default_rng(7)
+    tagset = TagSet.parse(BIO, "BIO")
+    texts = []
+    for n in (5, 0, 1, 7, 3, 9, 4):
+        words = "Acme $TSLA Jo-Ann Ann Lee of Nike and Bo".split()[:n] if n else []
+        text = " ".join(words)
+        offsets = np.array([[text.index(w), text.index(w) + len(w)] for w in words], dtype=np.int64)
+        offsets = offsets.reshape(-1, 2)
+        logits = rng.normal(0.0, 3.0, (n, len(BIO))).astype(np.float32)
+        texts.append(TextLogits(text, logits, offsets, np.arange(n, dtype=np.int64)))
+    # text 3 starts with I-PER right after text 2's last word B-PER, with the same word id 0 as text 2's:
+    # together they would look like one continued name; alone, text 3's start is invalid (Viterbi)
+    texts[2].logits[0] = onehot(BIO, ["B-PER"])[0]
+    texts[3].logits[0] = onehot(BIO, ["I-PER"])[0]
+    together = decode_texts(texts, tagset, aggregation)
+    alone = [decode_text(t.text, t.logits, t.offsets, t.word_ids, tagset, aggregation) for t in texts]
+    assert together == alone
+    assert together[1] == [] and any(together)
 
 
 def probs(labels: list[str], rows: list[dict[str, float]]) -> np.ndarray:
