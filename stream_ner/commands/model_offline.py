@@ -13,6 +13,7 @@ import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
+from stream_ner.commands.model_runtime import label_offset
 from stream_ner.extras import require
 from stream_ner.settings import WorkerSettings
 
@@ -52,6 +53,15 @@ def register(group: argparse._SubParsersAction) -> None:
         "--exact-gelu",
         action="store_true",
         help="keep the int8 graph's GELU exact (default: onnxruntime's FastGelu, the tanh approximation)",
+    )
+    export.add_argument(
+        "--label-offset",
+        action="append",
+        type=label_offset,
+        default=None,
+        metavar="TYPE=VALUE",
+        help="write into the artifact: add VALUE to the logits of TYPE's tags before decoding (repeatable; "
+        "given an artifact, replaces its offsets)",
     )
     export.set_defaults(handler=run_export)
 
@@ -235,6 +245,7 @@ def run_export(args: argparse.Namespace) -> int:
             fusions=not args.no_fusions,
             weight_bits=args.weight_bits,
             exact_gelu=args.exact_gelu,
+            label_offsets=dict(args.label_offset) if args.label_offset else None,
             name=name,
             version=version,
             extra_manifest=extra,

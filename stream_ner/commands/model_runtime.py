@@ -1,13 +1,15 @@
 """``stream-ner model predict | eval``: the model commands that only run a model (no extra needed).
 
 The model is built from the ``model`` settings (``NerModel.from_settings``), with ``--model`` and
-``--precision`` overriding the path and the precision.
+``--precision`` overriding the path and the precision (and, for ``eval``, ``--label-offset`` the
+artifact's label offsets).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,6 +71,15 @@ def register(group: argparse._SubParsersAction) -> None:
     evaluate.add_argument(
         "--labels", default=None, help="comma-separated labels to score (default: what the dataset annotates)"
     )
+    evaluate.add_argument(
+        "--label-offset",
+        action="append",
+        type=label_offset,
+        default=None,
+        metavar="TYPE=VALUE",
+        help="add VALUE to the logits of TYPE's tags before decoding, instead of the artifact's offsets "
+        "(repeatable; TYPE=0 turns one off)",
+    )
     evaluate.add_argument("--output", type=Path, default=None, help="write the scores as JSON here")
     model_novelty.add_options(evaluate)  # --train: seen / unseen entities
     evaluate.set_defaults(handler=run_eval)
@@ -84,8 +95,24 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def load_model(path: Path | str | None, precision: str | None) -> NerModel:
-    """The model the settings describe, with ``path`` and ``precision`` overriding theirs when given."""
+def label_offset(text: str) -> tuple[str, float]:
+    """``TYPE=VALUE`` of ``--label-offset``: an entity type and a finite number."""
+    kind, sep, value = text.partition("=")
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not sep or not kind.strip() or not math.isfinite(number):
+        raise argparse.ArgumentTypeError(
+            f"expected TYPE=VALUE with a finite number, e.g. PRODUCT=0.5, not {text!r}"
+        )
+    return kind.strip(), number
+
+
+def load_model(
+    path: Path | str | None, precision: str | None, label_offsets: dict[str, float] | None = None
+) -> NerModel:
+    """The model the settings describe; ``path``, ``precision`` and ``label_offsets`` override when given."""
     from stream_ner.model.runtime import NerModel
     from stream_ner.settings import load_settings
 
@@ -95,7 +122,7 @@ def load_model(path: Path | str | None, precision: str | None) -> NerModel:
         overrides["path"] = Path(path)
     if precision is not None:
         overrides["precision"] = precision
-    return NerModel.from_settings(settings.model_copy(update=overrides))
+    return NerModel.from_settings(settings.model_copy(update=overrides), label_offsets)
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -136,7 +163,8 @@ def run_eval(args: argparse.Namespace) -> int:
     formats = {path: _format_of(path, file_format) for path in args.files}
     ner_files = [p for p in args.files if formats[p] == "ner"]
     sentiment_files = [p for p in args.files if formats[p] != "ner"]
-    model = None if args.baseline == "spacy" else load_model(args.model, args.precision)
+    offsets = dict(args.label_offset) if args.label_offset else None
+    model = None if args.baseline == "spacy" else load_model(args.model, args.precision, offsets)
     output: dict[str, Any] = {}
     if ner_files and args.baseline != "tfidf":
         if args.baseline == "spacy":

@@ -6,9 +6,10 @@ For one text the steps are (``decode_texts`` runs steps 2 and 3 once over the wo
 1. ``merge_windows``: every token takes its logits from the window where it has the most context on
    both sides (overlaps are resolved per token, before decoding, so an entity is never found twice nor
    lost at a window edge).
-2. ``aggregate_words``: softmax, then one probability vector per pre-tokenizer word from its subword
-   tokens: ``first`` (the first subword's), ``average`` (the mean over subwords) or ``max`` (the subword
-   whose best label is the most probable).
+2. ``aggregate_words``: the model's label offsets added to the logits (``offset_vector``: a log-prior
+   shift toward a type the model under-predicts; none by default), softmax, then one probability vector
+   per pre-tokenizer word from its subword tokens: ``first`` (the first subword's), ``average`` (the
+   mean over subwords) or ``max`` (the subword whose best label is the most probable).
 3. ``best_valid_tags``: each word's tag is its most probable label, unless that leaves an ``I-``/``E-``
    continuing no entity of its type; then the most probable sequence without one (Viterbi). Then
    ``decode_tags``: BIO or BIOES turns tags into word runs; a label change or ``O`` ends the open one.
@@ -83,6 +84,24 @@ class TagSet:
         return cls(
             tuple(prefixes), tuple(types), np.asarray([p == "O" for p in prefixes]), transitions, ~inside
         )
+
+
+def offset_vector(tagset: TagSet, offsets: dict[str, float]) -> np.ndarray | None:
+    """Per label id, the offset of its entity type (``B-`` and ``I-`` alike; ``O``: 0), or ``None`` if none.
+
+    ``offsets`` maps entity types to values added to their tags' logits before the softmax; a type the
+    label map does not have, or a value that is not finite, is a ``ValueError``.
+    """
+    known = {t for t in tagset.types if t}
+    unknown = sorted(set(offsets) - known)
+    if unknown:
+        raise ValueError(f"label offsets for unknown types {unknown}; the model's types: {sorted(known)}")
+    bad = {t: v for t, v in offsets.items() if not np.isfinite(v)}
+    if bad:
+        raise ValueError(f"label offsets must be finite numbers, not {bad}")
+    if not any(offsets.values()):
+        return None
+    return np.asarray([offsets.get(t, 0.0) if t else 0.0 for t in tagset.types], dtype=np.float32)
 
 
 def merge_windows(n_tokens: int, spans: list[tuple[int, int]], logits: list[np.ndarray]) -> np.ndarray:
@@ -247,12 +266,18 @@ def decode_text(
     word_ids: np.ndarray,
     tagset: TagSet,
     aggregation: str,
+    shift: np.ndarray | None = None,
 ) -> list[Entity]:
-    """Entities of one text from its merged token logits ``[tokens, labels]`` (steps 2-5 of the module)."""
-    return decode_texts([TextLogits(text, logits, offsets, word_ids)], tagset, aggregation)[0]
+    """Entities of one text from its merged token logits ``[tokens, labels]`` (steps 2-5 of the module).
+
+    ``shift`` is ``offset_vector``'s result (``None``: no offsets).
+    """
+    return decode_texts([TextLogits(text, logits, offsets, word_ids)], tagset, aggregation, shift)[0]
 
 
-def decode_texts(texts: Sequence[TextLogits], tagset: TagSet, aggregation: str) -> list[list[Entity]]:
+def decode_texts(
+    texts: Sequence[TextLogits], tagset: TagSet, aggregation: str, shift: np.ndarray | None = None
+) -> list[list[Entity]]:
     """Entities of each text, in order: ``decode_text`` of each, with steps 2 and 3 run once for all.
 
     Softmax, word aggregation, tag choice, scores and word spans are array operations over the words of
@@ -269,6 +294,8 @@ def decode_texts(texts: Sequence[TextLogits], tagset: TagSet, aggregation: str) 
     offsets = np.concatenate([texts[i].offsets for i in live])
     word_ids = np.concatenate([texts[i].word_ids for i in live])
     starts = word_starts(word_ids, bounds[:-1])
+    if shift is not None:
+        logits = logits + shift
     if aggregation == "first":  # only the first subwords' probabilities are read
         words = softmax(logits[starts])
     else:

@@ -20,7 +20,14 @@ import numpy as np
 from stream_ner.errors import ModelError
 from stream_ner.model import artifact
 from stream_ner.model.cpu import x86_without_vnni
-from stream_ner.model.decode import AGGREGATIONS, TagSet, TextLogits, decode_texts, merge_windows
+from stream_ner.model.decode import (
+    AGGREGATIONS,
+    TagSet,
+    TextLogits,
+    decode_texts,
+    merge_windows,
+    offset_vector,
+)
 from stream_ner.model.entity import Entity
 from stream_ner.model.providers import CUDA, Runner, create_session, cuda_available
 from stream_ner.model.sentiment import (
@@ -66,7 +73,9 @@ class NerModel:
 
     Attributes: ``name`` and ``version`` (from the manifest), ``precision`` of the graph loaded,
     ``providers`` in use, ``labels`` (entity types), ``max_length`` (tokens per window, specials included),
-    ``has_sentiment`` (whether the graph has the sentiment outputs ``analyze`` needs).
+    ``has_sentiment`` (whether the graph has the sentiment outputs ``analyze`` needs), ``label_offsets``
+    (entity type -> value added to its tags' logits before decoding: ``ner_config.json``'s
+    ``label_offsets``, or what ``load`` was given).
     """
 
     def __init__(
@@ -81,6 +90,7 @@ class NerModel:
         max_batch_size: int,
         max_batch_tokens: int,
         max_padding: float,
+        label_offsets: dict[str, float] | None = None,
     ) -> None:
         self.name = str(manifest.get("name", "unnamed"))
         self.version = str(manifest.get("version", "0"))
@@ -99,6 +109,12 @@ class NerModel:
             self._tagset = TagSet.parse(list(config["id2label"]), str(config.get("scheme", "BIO")))
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"bad label map in {artifact.NER_CONFIG}: {exc}") from exc
+        offsets = (config.get("label_offsets") or {}) if label_offsets is None else label_offsets
+        try:
+            self.label_offsets = {str(t): float(v) for t, v in dict(offsets).items()}
+            self._shift = offset_vector(self._tagset, self.label_offsets)
+        except (TypeError, ValueError) as exc:
+            raise ModelError(f"bad label offsets: {exc}") from exc
         self.labels = sorted({t for t in self._tagset.types if t})
         self._span = self.max_length - tokenizer.specials
         if not 0 <= self.stride < self._span:
@@ -122,6 +138,7 @@ class NerModel:
         max_batch_tokens: int = 8192,
         max_padding: float = 0.0,
         verify: bool = True,
+        label_offsets: dict[str, float] | None = None,
     ) -> NerModel:
         """Load an artifact directory (``None``: the default model shipped in the package).
 
@@ -131,7 +148,8 @@ class NerModel:
         the largest share of padding in one (windows are sorted by length and cut where it would be
         exceeded). On CPUs, many windows of one length make the fastest runs: 0 and up to 256 windows ran
         tweets 1.16x (one thread) and 1.28x (two) as fast as 0.1 and 32 on the same calls. ``verify``
-        checks the sha256 of the files used against the manifest. Every problem is a ``ModelError``
+        checks the sha256 of the files used against the manifest. ``label_offsets`` replaces the
+        artifact's (``{}``: none). Every problem is a ``ModelError``
         (``GpuUnavailableError`` when ``require_gpu`` cannot be met).
         """
         root = Path(path) if path is not None else DEFAULT_PATH
@@ -173,17 +191,24 @@ class NerModel:
             max_batch_size=max_batch_size,
             max_batch_tokens=max_batch_tokens,
             max_padding=max_padding,
+            label_offsets=label_offsets,
         )
 
     @classmethod
-    def from_settings(cls, settings: ModelSettings) -> NerModel:
-        """Load as the ``model`` settings say (path, precision, require_gpu, intra-op threads)."""
+    def from_settings(
+        cls, settings: ModelSettings, label_offsets: dict[str, float] | None = None
+    ) -> NerModel:
+        """Load as the ``model`` settings say (path, precision, require_gpu, intra-op threads).
+
+        ``label_offsets`` replaces the artifact's, as in ``load``.
+        """
         return cls.load(
             settings.path,
             precision=settings.precision,
             require_gpu=settings.require_gpu,
             intra_op_threads=settings.intra_op_threads,
             max_padding=settings.max_padding,
+            label_offsets=label_offsets,
         )
 
     def count_tokens(self, texts: list[str]) -> list[int]:
@@ -210,7 +235,7 @@ class NerModel:
             _text_logits(enc, sorted(pieces.get(index, []), key=lambda piece: piece[0][0]))
             for index, enc in enumerate(encoded)
         ]
-        return decode_texts(merged, self._tagset, self.aggregation)
+        return decode_texts(merged, self._tagset, self.aggregation, self._shift)
 
     def analyze(self, texts: list[str], targets: list[list[tuple[int, int]]] | None = None) -> list[Analysis]:
         """Entities with their sentiment, the post's sentiment and each target's, per text, in input order.
@@ -272,7 +297,7 @@ class NerModel:
             target_logits.append(
                 merge_windows(len(enc), [x[0] for x in found], [x[3] for x in found]) if found else None
             )
-        found_entities = decode_texts(merged, self._tagset, self.aggregation)
+        found_entities = decode_texts(merged, self._tagset, self.aggregation, self._shift)
         inputs: list[SentimentInputs] = []
         for index, (enc, entities) in enumerate(zip(encoded, found_entities, strict=True)):
             asked = targets[index] if targets is not None else []

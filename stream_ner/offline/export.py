@@ -38,6 +38,7 @@ import numpy as np
 
 from stream_ner.errors import ModelError
 from stream_ner.model import artifact
+from stream_ner.model.decode import TagSet, offset_vector
 from stream_ner.model.windows import WindowTokenizer, plan_windows
 from stream_ner.offline.layer_norm import fuse_skip_layer_norm, split_graph_file
 
@@ -94,6 +95,7 @@ def export(
     fusions: bool = True,
     weight_bits: int = 7,
     exact_gelu: bool = False,
+    label_offsets: dict[str, float] | None = None,
 ) -> ExportReport:
     """Write the artifact for checkpoint ``src`` into directory ``out`` (steps 1-5 of the module).
 
@@ -103,8 +105,11 @@ def export(
     ``calibration``: texts for the int8 activation ranges (default: ``quantize.default_calibration()``).
     ``weight_bits``: of the int8 weights, 7 (right on every x86 CPU) or 8 (on CPUs with VNNI only).
     ``exact_gelu`` keeps the int8 graph's GELU exact (default: the tanh approximation, ``quantize`` step 5).
-    ``progress`` is an optional ``rich.progress.Progress``. Raises ``ModelError`` on a parity failure.
-    When ``src`` is a model artifact, see ``export_from_artifact`` (the other arguments are not used).
+    ``label_offsets`` (entity type -> value) go into ``ner_config.json``: the runtime adds each to its
+    type's tag logits before decoding (``decode.offset_vector``). ``progress`` is an optional
+    ``rich.progress.Progress``. Raises ``ModelError`` on a parity failure or on offsets for types the
+    label map lacks. When ``src`` is a model artifact, see ``export_from_artifact`` (the other
+    arguments are not used).
     """
     for p in precisions:
         artifact.graph_name(p)
@@ -117,6 +122,7 @@ def export(
             progress=progress,
             weight_bits=weight_bits,
             exact_gelu=exact_gelu,
+            label_offsets=label_offsets,
         )
 
     import torch
@@ -236,6 +242,7 @@ def export(
     }
     if artifact.POST_SENTIMENT in outputs:
         ner_config["sentiment_labels"] = list(artifact.SENTIMENT_LABELS)
+    _set_offsets(ner_config, label_offsets)
     (out / artifact.NER_CONFIG).write_text(json.dumps(ner_config, indent=2) + "\n", encoding="utf-8")
     files = [artifact.NER_CONFIG, artifact.TOKENIZER, *(artifact.graph_name(p) for p in written)]
     manifest = {
@@ -284,12 +291,15 @@ def export_from_artifact(
     progress: Any = None,
     weight_bits: int = 7,
     exact_gelu: bool = False,
+    label_offsets: dict[str, float] | None = None,
 ) -> ExportReport:
     """Make the other precisions of artifact ``src`` again from its fp32 graph, into ``out`` (may be ``src``).
 
     Steps 3-5 of the module without a checkpoint. The fp32 graph, tokenizer and label map are kept as they
     are, and so are the manifest's figures about them (fp32 parity against PyTorch, training, fp32 dev
     metrics); the figures of a graph made again are replaced (parity) or dropped (dev metrics).
+    ``label_offsets``, when given, replace the artifact's (``{}``: none), and the NER dev metrics of
+    every graph go: they were decoded without them.
     """
     import onnx
 
@@ -300,6 +310,10 @@ def export_from_artifact(
             shutil.copyfile(src / name, out / name)
     manifest = json.loads((out / artifact.MANIFEST).read_text(encoding="utf-8"))
     config = json.loads((out / artifact.NER_CONFIG).read_text(encoding="utf-8"))
+    if label_offsets is not None:
+        _set_offsets(config, label_offsets)
+        (out / artifact.NER_CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        manifest.pop("dev_metrics", None)
     fp32 = out / artifact.graph_name("fp32")
     graph = onnx.load(fp32, load_external_data=False).graph
     names = [i.name for i in graph.input]
@@ -351,6 +365,20 @@ def export_from_artifact(
     (out / artifact.MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     sizes = {p: round((out / artifact.graph_name(p)).stat().st_size / 1e6, 1) for p in written}
     return ExportReport(out, written, names, parity, sizes)
+
+
+def _set_offsets(config: dict[str, Any], offsets: dict[str, float] | None) -> None:
+    """Write ``offsets`` (the non-zero ones) as ``config``'s ``label_offsets``; ``ModelError`` if invalid."""
+    config.pop("label_offsets", None)
+    if not offsets:
+        return
+    try:
+        offset_vector(TagSet.parse(list(config["id2label"]), str(config["scheme"])), offsets)
+    except ValueError as exc:
+        raise ModelError(f"cannot export: {exc}") from exc
+    kept = {kind: value for kind, value in offsets.items() if value}
+    if kept:
+        config["label_offsets"] = kept
 
 
 def _derive(

@@ -240,3 +240,15 @@ def test_aiokafka_retry_errors_are_deduplicated_like_librdkafkas():
     finally:
         logger.removeHandler(handler)
     assert caught == ["Unable connect to node with id 1: [Errno 111] Connect call failed 0"]
+
+
+def test_a_label_offset_is_a_type_and_a_finite_number():
+    import argparse
+
+    from stream_ner.commands.model_runtime import label_offset
+
+    assert label_offset("PRODUCT=0.5") == ("PRODUCT", 0.5)
+    assert label_offset(" ORG =-1") == ("ORG", -1.0)
+    for bad in ("PRODUCT", "PRODUCT=", "=1", "PRODUCT=x", "PRODUCT=nan", "PRODUCT=inf"):
+        with pytest.raises(argparse.ArgumentTypeError, match="TYPE=VALUE"):
+            label_offset(bad)

@@ -14,6 +14,7 @@ from stream_ner.model.decode import (
     decode_text,
     decode_texts,
     merge_windows,
+    offset_vector,
     softmax,
     word_starts,
 )
@@ -174,6 +175,26 @@ def test_decode_texts_gives_each_text_what_it_gets_alone(aggregation: str) -> No
     alone = [decode_text(t.text, t.logits, t.offsets, t.word_ids, tagset, aggregation) for t in texts]
     assert together == alone
     assert together[1] == [] and any(together)
+
+
+def test_label_offsets_shift_a_type_before_the_softmax() -> None:
+    labels = [*BIO, "B-PRODUCT", "I-PRODUCT"]
+    tagset = TagSet.parse(labels, "BIO")
+    text = "new Pixel out"
+    offsets = np.array([[0, 3], [4, 9], [10, 13]])
+    logits = onehot(labels, ["O", "O", "O"], confidence=2.0)
+    logits[1, labels.index("B-PRODUCT")] = 1.5  # Pixel: O by 0.5
+    plain = decode_text(text, logits, offsets, np.arange(3), tagset, "first")
+    shift = offset_vector(tagset, {"PRODUCT": 1.0, "ORG": 0.0})
+    assert shift is not None and shift.tolist() == [0, 0, 0, 0, 0, 1, 1]
+    (pixel,) = decode_text(text, logits, offsets, np.arange(3), tagset, "first", shift)
+    assert plain == [] and (pixel.text, pixel.label) == ("Pixel", "PRODUCT")
+    assert pixel.score == pytest.approx(float(softmax(logits[1] + shift)[labels.index("B-PRODUCT")]))
+    assert offset_vector(tagset, {"PRODUCT": 0.0}) is None
+    with pytest.raises(ValueError, match="unknown types"):
+        offset_vector(tagset, {"BRAND": 1.0})
+    with pytest.raises(ValueError, match="finite"):
+        offset_vector(tagset, {"PRODUCT": float("inf")})
 
 
 def probs(labels: list[str], rows: list[dict[str, float]]) -> np.ndarray:

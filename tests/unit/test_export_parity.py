@@ -21,6 +21,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from stream_ner.errors import ModelError
 from stream_ner.model import artifact
 from stream_ner.model.runtime import NerModel
 from stream_ner.model.windows import WindowTokenizer, plan_windows
@@ -278,6 +279,29 @@ def test_scores_of_a_graph_made_again_are_dropped(exported: tuple[Path, Path], t
     export(scored, again, precisions=("fp32", "int8"))
     after = json.loads((again / artifact.MANIFEST).read_text())
     assert after["dev_metrics"] == after["dev_sentiment_metrics"] == {"fp32": scores["fp32"]}
+
+
+def test_label_offsets_are_written_into_the_artifact_and_decoded_with(
+    exported: tuple[Path, Path], tmp_path: Path
+) -> None:
+    _, out = exported
+    shifted = tmp_path / "shifted"
+    export(out, shifted, precisions=("fp32", "int8"), label_offsets={"PRODUCT": 50.0, "LOC": 0.0})
+    config = json.loads((shifted / artifact.NER_CONFIG).read_text())
+    assert config["label_offsets"] == {"PRODUCT": 50.0}  # zeros are not written
+    model = NerModel.load(shifted, precision="fp32")  # the manifest's sha256 covers the new label map
+    assert model.label_offsets == {"PRODUCT": 50.0}
+    # an offset that outweighs every logit makes every word part of a PRODUCT, as decoded
+    found = model.predict(["Acme sells phones"])[0]
+    assert {e.label for e in found} == {"PRODUCT"}
+    assert " ".join(e.text for e in found).split() == ["Acme", "sells", "phones"]
+    assert "dev_metrics" not in json.loads((shifted / artifact.MANIFEST).read_text())
+    cleared = tmp_path / "cleared"
+    export(shifted, cleared, precisions=("fp32", "int8"), label_offsets={})
+    assert "label_offsets" not in json.loads((cleared / artifact.NER_CONFIG).read_text())
+    assert NerModel.load(cleared, precision="fp32").predict(["Acme sells phones"])[0] != found
+    with pytest.raises(ModelError, match="unknown types \\['BRAND'\\]"):
+        export(out, tmp_path / "bad", precisions=("fp32", "int8"), label_offsets={"BRAND": 1.0})
 
 
 def test_sentiment_outputs_are_declared_and_analyzed(exported: tuple[Path, Path]) -> None:

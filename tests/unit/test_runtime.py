@@ -292,6 +292,19 @@ def test_default_model_loads_with_a_name_and_version(default_model: NerModel) ->
     assert set(default_model.labels) == {"PER", "ORG", "LOC", "PRODUCT"}
 
 
+def test_label_offsets_given_at_load_replace_the_artifacts_and_bad_ones_are_model_errors() -> None:
+    text = ["Loving my new Pixel 9 and the Galaxy Buds, thanks Google"]
+    none = NerModel.load(label_offsets={})
+    all_product = NerModel.load(label_offsets={"PRODUCT": 40.0})
+    assert none.label_offsets == {} and all_product.label_offsets == {"PRODUCT": 40.0}
+    assert {e.label for e in all_product.predict(text)[0]} == {"PRODUCT"}
+    assert {e.label for e in none.predict(text)[0]} != {"PRODUCT"}
+    with pytest.raises(ModelError, match="bad label offsets: .*unknown types \\['BRAND'\\]"):
+        NerModel.load(label_offsets={"BRAND": 1.0})
+    with pytest.raises(ModelError, match="bad label offsets"):
+        NerModel.load(label_offsets={"PRODUCT": float("nan")})
+
+
 def test_default_model_offsets_hold_on_awkward_posts(default_model: NerModel) -> None:
     texts = EDGE_TEXTS + [
         "Tim Cook showed the iPhone 16 in Paris 📱 #Apple @nike https://apple.com",
