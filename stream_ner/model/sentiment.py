@@ -110,29 +110,78 @@ def sentiments(texts: Sequence[SentimentInputs]) -> list[tuple[Sentiment, list[S
     """Steps 1 and 2 for many texts at once: per text, its post's sentiment and one per span.
 
     The same values as ``post_sentiment`` and ``span_sentiment`` text by text, with one softmax over
-    every post and one over every span instead of one per post and per span.
+    every post and one over every span instead of one per post and per span, and the tokens of all spans
+    found at once (``_span_means``).
     """
     means = [post_logits(t.post_windows) for t in texts]
     rows = [m for m in means if m is not None]
     found = iter(to_sentiments(np.stack(rows)) if rows else [])
     posts = [UNIFORM if m is None else next(found) for m in means]
-    span_means: list[np.ndarray] = []
-    plan: list[list[int]] = []  # per text and span: its row in span_means, or -1 for the post's
-    for t in texts:
-        target, rows_of_text = t.target_logits, []
-        for start, end in t.spans:
-            tokens = () if target is None else span_tokens(t.offsets, start, end)
-            if target is None or len(tokens) == 0:
-                rows_of_text.append(-1)
-            else:
-                rows_of_text.append(len(span_means))
-                span_means.append(target[tokens].mean(axis=0))
-        plan.append(rows_of_text)
-    spans = to_sentiments(np.stack(span_means)) if span_means else []
-    return [
-        (post, [post if row < 0 else spans[row] for row in rows_of_text])
-        for post, rows_of_text in zip(posts, plan, strict=True)
-    ]
+    owners, span_rows, has_tokens = _span_means(texts)
+    scored = iter(to_sentiments(span_rows) if len(span_rows) else [])
+    by_text: list[list[Sentiment]] = [[] for _ in texts]
+    for index, overlaps in zip(owners, has_tokens, strict=True):
+        by_text[index].append(next(scored) if overlaps else posts[index])
+    return list(zip(posts, by_text, strict=True))
+
+
+def _span_means(texts: Sequence[SentimentInputs]) -> tuple[list[int], np.ndarray, list[bool]]:
+    """Per span of every text, in order: its text's index, whether it overlaps a token, and mean logits.
+
+    The means are the target logits averaged over the tokens a span overlaps, one row per span that
+    overlaps any (``[rows, 3]``). Token offsets run forward through a text, so the tokens a span overlaps
+    are one run of them, found for all spans at once by binary search over every text's offsets laid end
+    to end. Each run is summed in token order and divided as ``np.mean`` divides: every row equals
+    ``target_logits[span_tokens(offsets, start, end)].mean(axis=0)``, which a text whose offsets do not
+    run forward still gets, span by span.
+    """
+    owners: list[int] = []
+    plan: list[int | np.ndarray | None] = []  # per span: its row in ``spans``, its mean, or no tokens
+    tables: list[np.ndarray] = []
+    offsets: list[np.ndarray] = []
+    spans: list[tuple[int, int]] = []
+    char_base = 0
+    for index, t in enumerate(texts):
+        owners += [index] * len(t.spans)
+        if not t.spans or t.target_logits is None or len(t.offsets) == 0:
+            plan += [None] * len(t.spans)
+        elif (np.diff(t.offsets, axis=0) < 0).any():
+            for start, end in t.spans:
+                tokens = span_tokens(t.offsets, start, end)
+                plan.append(t.target_logits[tokens].mean(axis=0) if len(tokens) else None)
+        else:
+            tables.append(t.target_logits)
+            offsets.append(t.offsets + char_base)
+            for start, end in t.spans:
+                plan.append(len(spans))
+                spans.append((start + char_base, end + char_base))
+            char_base += int(max(t.offsets.max(), max(end for _, end in t.spans))) + 1
+    if spans:
+        laid = np.concatenate(offsets)
+        wanted = np.asarray(spans, dtype=np.int64)
+        first = np.searchsorted(laid[:, 1], wanted[:, 0], side="right").tolist()  # ends after the start
+        stop = np.searchsorted(laid[:, 0], wanted[:, 1], side="left").tolist()  # starts before the end
+        table = np.concatenate(tables)
+    rows: list[np.ndarray] = []
+    counts: list[int] = []
+    has_tokens: list[bool] = []
+    for entry in plan:
+        if isinstance(entry, int):
+            a, b = first[entry], stop[entry]
+            if b > a:
+                rows.append(np.add.reduce(table[a:b], axis=0))
+                counts.append(b - a)
+            has_tokens.append(b > a)
+        else:
+            if entry is not None:
+                rows.append(entry)
+                counts.append(1)  # already a mean
+            has_tokens.append(entry is not None)
+    if not rows:
+        return owners, np.zeros((0, len(LABELS)), dtype=np.float32), has_tokens
+    sums = np.stack(rows)
+    divisors = np.asarray(counts, dtype=np.intp)[:, None]
+    return owners, np.true_divide(sums, divisors, out=sums, casting="unsafe"), has_tokens
 
 
 def check_targets(texts: Sequence[str], targets: Sequence[Sequence[tuple[int, int]]] | None) -> None:
