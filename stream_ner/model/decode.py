@@ -181,19 +181,38 @@ def best_valid_tags(words: np.ndarray, tagset: TagSet) -> np.ndarray:
 
 def _viterbi(words: np.ndarray, tagset: TagSet) -> np.ndarray:
     """The most probable tag sequence of one text's words ``[words, labels]`` within the transitions."""
-    scores = np.log(np.maximum(words, 1e-12))
+    return _viterbi_many([words], tagset)[0]
+
+
+def _viterbi_many(texts: Sequence[np.ndarray], tagset: TagSet) -> list[np.ndarray]:
+    """``_viterbi`` of several texts' words at once: one step per word position for all of them.
+
+    Each text's sums, maxima and back pointers are those it gets alone (a text that has ended keeps its
+    scores while longer ones go on), so the tags are the same.
+    """
+    lengths = np.asarray([len(w) for w in texts])
+    n, labels = int(lengths.max()), texts[0].shape[1]
+    padded = np.ones((len(texts), n, labels), dtype=texts[0].dtype)
+    for row, w in enumerate(texts):
+        padded[row, : len(w)] = w
+    scores = np.log(np.maximum(padded, 1e-12))
     forbid = np.where(tagset.transitions, 0.0, -np.inf)
-    best = np.where(tagset.starts, scores[0], -np.inf)
-    back = np.zeros(words.shape, dtype=np.int64)
-    for i in range(1, len(words)):
-        total = best[:, None] + forbid
-        back[i] = total.argmax(axis=0)
-        best = total.max(axis=0) + scores[i]
-    out = np.empty(len(words), dtype=np.int64)
-    out[-1] = int(best.argmax())
-    for i in range(len(words) - 1, 0, -1):
-        out[i - 1] = back[i, out[i]]
-    return out
+    best = np.where(tagset.starts, scores[:, 0], -np.inf)
+    back = np.zeros(padded.shape, dtype=np.int64)
+    for i in range(1, n):
+        total = best[:, :, None] + forbid
+        back[:, i] = total.argmax(axis=1)
+        going = (lengths > i)[:, None]
+        best = np.where(going, total.max(axis=1) + scores[:, i], best)
+    rows = np.arange(len(texts))
+    out = np.zeros((len(texts), n), dtype=np.int64)
+    current = best.argmax(axis=1)
+    for i in range(n - 1, -1, -1):
+        inside = lengths > i
+        out[inside, i] = current[inside]
+        if i:
+            current = np.where(inside, back[rows, i, current], current)
+    return [out[row, : len(w)] for row, w in enumerate(texts)]
 
 
 def decode_tags(tags: np.ndarray, tagset: TagSet) -> list[tuple[int, int, str]]:
@@ -307,9 +326,11 @@ def decode_texts(
     fine = np.ones(len(tags), dtype=bool)  # fine[k]: word k may follow word k - 1 (or starts its text)
     fine[1:] = tagset.transitions[tags[:-1], tags[1:]]
     fine[first_words] = tagset.starts[tags[first_words]]
-    for k in np.unique(np.searchsorted(first_words, np.flatnonzero(~fine), side="right") - 1).tolist():
-        a, b = word_bounds[k], word_bounds[k + 1]
-        tags[a:b] = _viterbi(words[a:b], tagset)
+    invalid = np.unique(np.searchsorted(first_words, np.flatnonzero(~fine), side="right") - 1).tolist()
+    if invalid:
+        ranges = [(word_bounds[k], word_bounds[k + 1]) for k in invalid]
+        for (a, b), fixed in zip(ranges, _viterbi_many([words[a:b] for a, b in ranges], tagset), strict=True):
+            tags[a:b] = fixed
     tagged = ~tagset.outside[tags]
     # a tagged word scores its tag's probability, an untagged one its probability of being in an entity
     picked = words[np.arange(len(tags)), tags]
