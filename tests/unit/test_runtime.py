@@ -293,7 +293,7 @@ def test_default_model_loads_with_a_name_and_version(default_model: NerModel) ->
 
 
 def test_label_offsets_given_at_load_replace_the_artifacts_and_bad_ones_are_model_errors() -> None:
-    text = ["Loving my new Pixel 9 and the Galaxy Buds, thanks Google"]
+    text = ["Angela Merkel met Emmanuel Macron in Paris"]
     none = NerModel.load(label_offsets={})
     all_product = NerModel.load(label_offsets={"PRODUCT": 40.0})
     assert none.label_offsets == {} and all_product.label_offsets == {"PRODUCT": 40.0}
