@@ -1,4 +1,4 @@
-"""Units a span takes whole or not at all: hyphenated compounds and cashtags. Pure.
+"""Units a span takes whole or not at all: hyphenated compounds, cashtags and possessives. Pure.
 
 The encoder's pre-tokenizer cuts ``Coca-Cola`` into the words ``Coca``, ``-``, ``Cola`` and ``$TSLA`` into
 ``$``, ``TSLA``, and the model tags each word, so BIO decoding alone can give ``Coca`` and ``-Cola`` as two
@@ -6,14 +6,18 @@ entities of two types, or ``AAPL`` without its ``$``. That split is what the mod
 ``join_units`` repairs the decoded word runs instead:
 
 1. A *unit* is a hyphenated compound (runs of letters or digits joined by ``-``, U+2010 or U+2011 with no
-   space: ``Coca-Cola``, ``T-Mobile``, ``Jong-un``, ``Wi-Fi``) or a cashtag (``$`` + 1 to 6 ASCII letters +
+   space: ``Coca-Cola``, ``T-Mobile``, ``Jong-un``, ``Wi-Fi``), a cashtag (``$`` + 1 to 6 ASCII letters +
    an optional ``.`` and 1 or 2 letters, with no letter, digit, ``_`` or ``$`` right before or after it:
-   ``$TSLA``, ``$BTC.X``). Overlapping units are one unit; nothing inside a URL is a unit (a slug such as
-   ``rainn-wilson-and-friends-seattle`` is no name).
+   ``$TSLA``, ``$BTC.X``) or a word with a possessive ``'s`` written onto it (``'`` or U+2019, then ``s``
+   and no letter or digit: ``Wendy's``, ``Sainsbury's``, ``Google's``). Overlapping units are one unit
+   (``Coca-Cola's``); nothing inside a URL is a unit (a slug such as ``rainn-wilson-and-friends-seattle``
+   is no name).
 2. A run that overlaps a unit grows to cover it, and runs that then overlap become one run: WNUT-17 and
-   BTC annotate whole hyphenated tokens (``Kim Jong-un``, ``Terps-Illini``, ``German-based``), and a
-   cashtag is a mention like a handle, sigil included. The run's label is the most frequent type among its
-   tagged words that have a letter or digit, ties going to the earliest such word.
+   BTC annotate whole hyphenated tokens (``Kim Jong-un``, ``Terps-Illini``, ``German-based``), a
+   cashtag is a mention like a handle, sigil included, and BTC keeps an ``'s`` written onto a name in its
+   span (``Google’s``, ``Ben Bernanke’s``; a spaced `` 's`` stays outside, as in both corpora). The
+   run's label is the most frequent type among its tagged words that have a letter or digit, ties going
+   to the earliest such word.
 3. A cashtag whose letters are all upper case and that no run touches is a run of ``rule_label`` (ORG):
    both training corpora leave cashtags unannotated, so the model hardly ever tags them. Lower-case ones
    (``$ave``) are left alone unless the model tags them.
@@ -36,6 +40,7 @@ HYPHENS = "-\u2010\u2011"
 
 _COMPOUND = re.compile(rf"[^\W_]+(?:[{HYPHENS}][^\W_]+)+")
 _CASHTAG = re.compile(r"(?<![\w$])\$([A-Za-z]{1,6}(?:\.[A-Za-z]{1,2})?)(?![\w$])")
+_POSSESSIVE = re.compile(r"[^\W_]+['\u2019]s(?![^\W_])", re.IGNORECASE)
 _URL = re.compile(r"(?:[a-z][a-z0-9+.-]*://|www\.)\S+", re.IGNORECASE)
 
 
@@ -55,6 +60,8 @@ def find_units(text: str) -> list[Unit]:
         found = [Unit(m.start(), m.end(), False) for m in _COMPOUND.finditer(text)]
     if "$" in text:
         found += [Unit(m.start(), m.end(), m.group(1).isupper()) for m in _CASHTAG.finditer(text)]
+    if "'" in text or "\u2019" in text:
+        found += [Unit(m.start(), m.end(), False) for m in _POSSESSIVE.finditer(text)]
     if found and ("/" in text or "www." in text.lower()):
         urls = [m.span() for m in _URL.finditer(text)]
         found = [u for u in found if not any(a < u.end and u.start < b for a, b in urls)]

@@ -1,4 +1,4 @@
-"""Hyphenated compounds and cashtags are one span: the rules on hand-made tags, then the shipped model.
+"""Hyphenated compounds, cashtags and possessives are one span: the rules on hand-made tags, then the model.
 
 The pure tests tokenize with the shipped tokenizer (real word offsets) and give each word a chosen tag, so
 they hold for any model; the last tests run ``NerModel.predict`` on the shipped model.
@@ -128,6 +128,30 @@ def test_cashtags_are_one_span(
     assert decode(tok, text, tags) == expected
 
 
+@pytest.mark.parametrize(
+    ("text", "tags", "expected"),
+    [
+        # an 's written onto a name belongs to it, as the challenge set and BTC spell it
+        (
+            "Wendy's roasted Burger King",
+            {"Wendy": "B-ORG", "Burger": "B-ORG", "King": "I-ORG"},
+            [("ORG", "Wendy's"), ("ORG", "Burger King")],
+        ),
+        ("Sainsbury\u2019s has run out", {"Sainsbury": "B-ORG"}, [("ORG", "Sainsbury\u2019s")]),
+        ("Coca-Cola's new ad", {"Coca": "B-ORG"}, [("ORG", "Coca-Cola's")]),
+        ("Ben Bernanke's speech", {"Ben": "B-PER", "Bernanke": "I-PER"}, [("PER", "Ben Bernanke's")]),
+        # left alone: a spaced 's (as both corpora tokenize it), a plural possessive, an untagged word
+        ("Wendy 's fries", {"Wendy": "B-ORG"}, [("ORG", "Wendy")]),
+        ("the Beatles' album", {"Beatles": "B-ORG"}, [("ORG", "Beatles")]),
+        ("it's fine", {}, []),
+    ],
+)
+def test_possessives_are_one_span(
+    tok: WindowTokenizer, text: str, tags: dict[str, str], expected: list[tuple]
+) -> None:
+    assert decode(tok, text, tags) == expected
+
+
 def test_untagged_cashtag_needs_an_org_label_in_the_model(tok: WindowTokenizer) -> None:
     labels = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-PRODUCT", "I-PRODUCT", "B-X", "I-X"]
     assert decode(tok, "$TSLA up", {}, TagSet.parse(labels, "BIO")) == []
@@ -165,6 +189,10 @@ def test_find_units_merges_overlaps_and_marks_upper_case_cashtags() -> None:
         Unit(24, 28, False),
     ]
     assert find_units("no units here - really") == []
+    assert find_units("Coca-Cola's and Tesco\u2019s, not Tesco 's or boys'") == [
+        Unit(0, 11, False),
+        Unit(16, 23, False),
+    ]
 
 
 def test_join_units_leaves_runs_away_from_units_as_they_are() -> None:
@@ -194,6 +222,8 @@ UNIT_POSTS = [
     "Rolls-Royce unveils a new jet engine",
     "Mercedes-Benz recalls 10,000 cars",
     "Kim Jong-un met Trump",
+    "Wendy's roasted Burger King again lol",
+    "Sainsbury\u2019s has run out of oat milk again",
 ]
 
 
