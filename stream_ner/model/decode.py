@@ -13,10 +13,10 @@ For one text the steps are (``decode_texts`` runs steps 2 and 3 once over the wo
 3. ``best_valid_tags``: each word's tag is its most probable label, unless that leaves an ``I-``/``E-``
    continuing no entity of its type; then the most probable sequence without one (Viterbi). Then
    ``decode_tags``: BIO or BIOES turns tags into word runs; a label change or ``O`` ends the open one.
-4. ``compounds.join_units``: a hyphenated compound (``Coca-Cola``) and a cashtag (``$TSLA``) are cut into
-   several words by the pre-tokenizer; a run touching one grows to take it whole, runs that then overlap
-   become one, and an upper-case cashtag the model left untagged is an ORG mention (rules in
-   ``stream_ner.model.compounds``).
+4. ``compounds.join_units``: a hyphenated compound (``Coca-Cola``), a cashtag (``$TSLA``) and a possessive
+   (``Wendy's``) are cut into several words by the pre-tokenizer; a run touching one grows to take it
+   whole, runs that then overlap become one, and an upper-case cashtag the model left untagged is an ORG
+   mention (rules in ``stream_ner.model.compounds``).
 5. ``to_entities``: character spans from the words' token offsets, trimmed of leading and trailing
    whitespace and invisible format characters; a span without a letter or digit (a lone ``@`` or ``#``,
    an emoji) is no entity. An entity's ``score`` is the mean, over its tagged words, of the probability of
