@@ -163,7 +163,7 @@ def aggregate_words(probs: np.ndarray, starts: np.ndarray, strategy: str) -> np.
     raise ValueError(f"unknown aggregation {strategy!r}; expected one of {AGGREGATIONS}")
 
 
-def best_valid_tags(words: np.ndarray, tagset: TagSet) -> np.ndarray:
+def best_valid_tags(words: np.ndarray, tagset: TagSet, text_starts: np.ndarray | None = None) -> np.ndarray:
     """Per word, the label ids of the most probable tag sequence in which every entity has a start.
 
     An ``I-X`` or ``E-X`` may only follow ``B-X`` or ``I-X``: a model that tags a name's first word
@@ -171,21 +171,28 @@ def best_valid_tags(words: np.ndarray, tagset: TagSet) -> np.ndarray:
     span, rather than have ``decode_tags`` cut or retype it. When each word's most probable label already
     makes such a sequence (most posts) that is the answer; otherwise Viterbi over the word log
     probabilities with those transitions forbidden (no other transition scores). A BIOES entity left
-    unclosed is still ``decode_tags``' to end.
+    unclosed is still ``decode_tags``' to end. ``text_starts`` (sorted word indices, the first 0) mark
+    where the texts of a concatenation begin: each text is a sequence of its own, and the texts that need
+    Viterbi run it together (``_viterbi_many``).
     """
     tags = words.argmax(axis=-1)
-    if len(tags) == 0 or (tagset.starts[tags[0]] and tagset.transitions[tags[:-1], tags[1:]].all()):
+    if len(tags) == 0:
         return tags
-    return _viterbi(words, tagset)
-
-
-def _viterbi(words: np.ndarray, tagset: TagSet) -> np.ndarray:
-    """The most probable tag sequence of one text's words ``[words, labels]`` within the transitions."""
-    return _viterbi_many([words], tagset)[0]
+    firsts = np.zeros(1, dtype=np.int64) if text_starts is None else text_starts
+    fine = np.ones(len(tags), dtype=bool)  # fine[k]: word k may follow word k - 1 (or starts its text)
+    fine[1:] = tagset.transitions[tags[:-1], tags[1:]]
+    fine[firsts] = tagset.starts[tags[firsts]]
+    invalid = np.unique(np.searchsorted(firsts, np.flatnonzero(~fine), side="right") - 1).tolist()
+    if invalid:
+        bounds = np.append(firsts, len(tags)).tolist()
+        ranges = [(bounds[k], bounds[k + 1]) for k in invalid]
+        for (a, b), fixed in zip(ranges, _viterbi_many([words[a:b] for a, b in ranges], tagset), strict=True):
+            tags[a:b] = fixed
+    return tags
 
 
 def _viterbi_many(texts: Sequence[np.ndarray], tagset: TagSet) -> list[np.ndarray]:
-    """``_viterbi`` of several texts' words at once: one step per word position for all of them.
+    """Viterbi (``best_valid_tags``) of several texts' words at once: one step per word position for all.
 
     Each text's sums, maxima and back pointers are those it gets alone (a text that has ended keeps its
     scores while longer ones go on), so the tags are the same.
@@ -301,8 +308,8 @@ def decode_texts(
 
     Softmax, word aggregation, tag choice, scores and word spans are array operations over the words of
     every text together (a text's values do not depend on the others); only texts whose tags leave an
-    entity without a start get a Viterbi pass of their own, and only texts with a tagged word or a ``$``
-    go through steps 4 and 5.
+    entity without a start get a Viterbi pass, and only texts with a tagged word or a ``$`` go through
+    steps 4 and 5.
     """
     out: list[list[Entity]] = [[] for _ in texts]
     live = [i for i, t in enumerate(texts) if len(t.logits)]
@@ -322,15 +329,7 @@ def decode_texts(
     words[word_ids[starts] == -1] = tagset.outside  # a special token's word is outside any entity
     first_words = np.searchsorted(starts, bounds[:-1])
     word_bounds = np.append(first_words, len(starts)).tolist()
-    tags = words.argmax(axis=-1)
-    fine = np.ones(len(tags), dtype=bool)  # fine[k]: word k may follow word k - 1 (or starts its text)
-    fine[1:] = tagset.transitions[tags[:-1], tags[1:]]
-    fine[first_words] = tagset.starts[tags[first_words]]
-    invalid = np.unique(np.searchsorted(first_words, np.flatnonzero(~fine), side="right") - 1).tolist()
-    if invalid:
-        ranges = [(word_bounds[k], word_bounds[k + 1]) for k in invalid]
-        for (a, b), fixed in zip(ranges, _viterbi_many([words[a:b] for a, b in ranges], tagset), strict=True):
-            tags[a:b] = fixed
+    tags = best_valid_tags(words, tagset, first_words)
     tagged = ~tagset.outside[tags]
     # a tagged word scores its tag's probability, an untagged one its probability of being in an entity
     picked = words[np.arange(len(tags)), tags]
