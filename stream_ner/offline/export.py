@@ -373,7 +373,7 @@ def _set_offsets(config: dict[str, Any], offsets: dict[str, float] | None) -> No
     if not offsets:
         return
     try:
-        offset_vector(TagSet.parse(list(config["id2label"]), str(config["scheme"])), offsets)
+        offset_vector(TagSet.parse(list(config["id2label"]), str(config.get("scheme", "BIO"))), offsets)
     except ValueError as exc:
         raise ModelError(f"cannot export: {exc}") from exc
     kept = {kind: value for kind, value in offsets.items() if value}
