@@ -130,7 +130,6 @@ def export(
     from stream_ner.offline.modeling import id2label_of, load_classifier
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     steps = 5
     task = progress.add_task("export", total=steps) if progress else None
 
@@ -141,6 +140,16 @@ def export(
     # 1. checkpoint and tokenizer
     classifier = load_classifier(src)
     id2label = id2label_of(classifier)
+    ner_config: dict[str, Any] = {
+        "id2label": id2label,
+        "scheme": artifact.tag_scheme(id2label),
+        "max_length": max_length,
+        "stride": stride,
+        "aggregation": aggregation,
+        "inputs": {},
+    }
+    _set_offsets(ner_config, label_offsets)  # refused before anything is written
+    out.mkdir(parents=True, exist_ok=True)
     _write_tokenizer(src, out / artifact.TOKENIZER)
     tokenizer = WindowTokenizer.from_file(
         out / artifact.TOKENIZER, with_shapes="shape_ids" in classifier.input_names
@@ -232,17 +241,8 @@ def export(
     if not keep_fp32 and "fp32" not in precisions:
         fp32.unlink()
     written = [p for p in artifact.PRECISIONS if (out / artifact.graph_name(p)).is_file()]
-    ner_config: dict[str, Any] = {
-        "id2label": id2label,
-        "scheme": artifact.tag_scheme(id2label),
-        "max_length": max_length,
-        "stride": stride,
-        "aggregation": aggregation,
-        "inputs": {},
-    }
     if artifact.POST_SENTIMENT in outputs:
         ner_config["sentiment_labels"] = list(artifact.SENTIMENT_LABELS)
-    _set_offsets(ner_config, label_offsets)
     (out / artifact.NER_CONFIG).write_text(json.dumps(ner_config, indent=2) + "\n", encoding="utf-8")
     files = [artifact.NER_CONFIG, artifact.TOKENIZER, *(artifact.graph_name(p) for p in written)]
     manifest = {
@@ -304,14 +304,15 @@ def export_from_artifact(
     import onnx
 
     src, out = Path(src), Path(out)
+    config = json.loads((src / artifact.NER_CONFIG).read_text(encoding="utf-8"))
+    if label_offsets is not None:
+        _set_offsets(config, label_offsets)  # refused before anything is written
     out.mkdir(parents=True, exist_ok=True)
     if out.resolve() != src.resolve():
         for name in (artifact.MANIFEST, artifact.NER_CONFIG, artifact.TOKENIZER, artifact.graph_name("fp32")):
             shutil.copyfile(src / name, out / name)
     manifest = json.loads((out / artifact.MANIFEST).read_text(encoding="utf-8"))
-    config = json.loads((out / artifact.NER_CONFIG).read_text(encoding="utf-8"))
     if label_offsets is not None:
-        _set_offsets(config, label_offsets)
         (out / artifact.NER_CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         manifest.pop("dev_metrics", None)
     fp32 = out / artifact.graph_name("fp32")

@@ -284,7 +284,7 @@ def test_scores_of_a_graph_made_again_are_dropped(exported: tuple[Path, Path], t
 def test_label_offsets_are_written_into_the_artifact_and_decoded_with(
     exported: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    _, out = exported
+    src, out = exported
     shifted = tmp_path / "shifted"
     export(out, shifted, precisions=("fp32", "int8"), label_offsets={"PRODUCT": 50.0, "LOC": 0.0})
     config = json.loads((shifted / artifact.NER_CONFIG).read_text())
@@ -302,6 +302,14 @@ def test_label_offsets_are_written_into_the_artifact_and_decoded_with(
     assert NerModel.load(cleared, precision="fp32").predict(["Acme sells phones"])[0] != found
     with pytest.raises(ModelError, match="unknown types \\['BRAND'\\]"):
         export(out, tmp_path / "bad", precisions=("fp32", "int8"), label_offsets={"BRAND": 1.0})
+    with pytest.raises(ModelError, match="unknown types \\['BRAND'\\]"):
+        export(src, tmp_path / "bad-checkpoint", precisions=("fp32", "int8"), label_offsets={"BRAND": 1.0})
+    fresh = tmp_path / "from-checkpoint"
+    export(src, fresh, precisions=("fp32",), max_length=64, stride=16, label_offsets={"PRODUCT": 2.0})
+    assert json.loads((fresh / artifact.NER_CONFIG).read_text())["label_offsets"] == {"PRODUCT": 2.0}
+    assert NerModel.load(fresh, precision="fp32").label_offsets == {"PRODUCT": 2.0}
+    # refused before anything is written, from an artifact or from a checkpoint
+    assert not (tmp_path / "bad").exists() and not (tmp_path / "bad-checkpoint").exists()
 
 
 def test_sentiment_outputs_are_declared_and_analyzed(exported: tuple[Path, Path]) -> None:
