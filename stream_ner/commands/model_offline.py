@@ -126,8 +126,10 @@ def register(group: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--teacher",
         type=Path,
+        action="append",
         default=None,
-        help="an NER artifact directory whose tag logits every batch is distilled toward",
+        help="an NER artifact directory whose outputs every batch is distilled toward; repeat it for an "
+        "ensemble, whose mean logits are distilled",
     )
     train.add_argument(
         "--mention-replacement",
@@ -300,7 +302,7 @@ def run_train(args: argparse.Namespace) -> int:
         distant_supervision=args.distant_supervision,
         layers=args.layers,
         ffn_width=args.ffn_width,
-        teacher=str(args.teacher) if args.teacher else None,
+        teachers=tuple(str(t) for t in args.teacher or ()),
         distill_weight=args.distill_weight,
         distill_temperature=args.distill_temperature,
         self_training=args.self_training,

@@ -11,6 +11,9 @@ TweetEval text rather than only the labelled ones a batch draws.
 The teacher sees exactly the student's inputs (same tokenizer, same shape ids), so its logits line up
 token for token. They are computed once per run and cached in the work directory (float16).
 
+Several teachers make one (``ensemble_outputs``): the student learns the mean of their logits, each
+teacher's computed once and cached on its own.
+
 Self-training (``confident_tags``) turns the teacher's soft tags into hard labels on the unlabelled posts
 it is sure of, so those posts teach the tagger as gold posts do.
 """
@@ -18,6 +21,7 @@ it is sure of, so those posts teach the tagger as gold posts do.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -89,7 +93,21 @@ def attach_teacher(
     digest: str,
     advance: Callable[[int], None] | None = None,
 ) -> None:
-    """Set ``Example.teacher`` on every example, from the teacher or from ``cache``.
+    """Set ``Example.teacher`` on every example to ``teacher_outputs``."""
+    found = teacher_outputs(session, examples, pad_id, cache, digest, advance)
+    for ex, outputs in zip(examples, found, strict=True):
+        ex.teacher = outputs
+
+
+def teacher_outputs(
+    session: Any,
+    examples: list[Example],
+    pad_id: int,
+    cache: Path,
+    digest: str,
+    advance: Callable[[int], None] | None = None,
+) -> list[TeacherOutputs]:
+    """The teacher's outputs on each example, in order, from the teacher or from ``cache``.
 
     The cache is used when it holds the outputs of this teacher (``digest``, what ``teacher_id``
     returns for it) for these examples, and written otherwise.
@@ -102,14 +120,10 @@ def attach_teacher(
             tags = np.split(stored["tags"], cuts)
             posts = stored["post"] if "post" in stored else [None] * len(examples)
             targets = np.split(stored["target"], cuts) if "target" in stored else [None] * len(examples)
-            for ex, *row in zip(examples, tags, posts, targets, strict=True):
-                ex.teacher = TeacherOutputs(*row)
             if advance is not None:
                 advance(len(examples))
-            return
+            return [TeacherOutputs(*row) for row in zip(tags, posts, targets, strict=True)]
     found = run_teacher(session, examples, pad_id, advance=advance)
-    for ex, outputs in zip(examples, found, strict=True):
-        ex.teacher = outputs
     arrays: dict[str, np.ndarray] = {
         "key": np.array(key),
         "lengths": np.array([len(t.tags) for t in found], dtype=np.int64),
@@ -119,9 +133,40 @@ def attach_teacher(
         arrays["post"] = np.stack([t.post for t in found if t.post is not None])
         arrays["target"] = _stack([t.target for t in found if t.target is not None], 3)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp.npz")
+    tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")  # runs sharing a cache never share a temporary
     np.savez(tmp, **arrays)  # type: ignore[arg-type]
     tmp.replace(cache)
+    return found
+
+
+def ensemble_outputs(per_teacher: list[list[TeacherOutputs]]) -> list[TeacherOutputs]:
+    """One teacher's worth of outputs from several teachers' outputs on the same examples.
+
+    Each output is the mean of the teachers' logits (float16), so its softmax is the normalised geometric
+    mean of their distributions, at any temperature. Sentiment is the mean over the teachers that have
+    sentiment heads (None when none has). A ``ValueError`` when the teachers saw different examples.
+    """
+    if not per_teacher:
+        raise ValueError("an ensemble needs at least one teacher")
+    if len({len(outputs) for outputs in per_teacher}) != 1:
+        raise ValueError("the teachers' outputs cover different examples")
+    return [_mean_outputs(list(rows)) for rows in zip(*per_teacher, strict=True)]
+
+
+def _mean_outputs(rows: list[TeacherOutputs]) -> TeacherOutputs:
+    if len({r.tags.shape for r in rows}) != 1:
+        raise ValueError("the teachers' outputs differ in tokens or tags")
+    posts = [r.post for r in rows if r.post is not None]
+    targets = [r.target for r in rows if r.target is not None]
+    return TeacherOutputs(
+        _mean([r.tags for r in rows]),
+        _mean(posts) if posts else None,
+        _mean(targets) if targets else None,
+    )
+
+
+def _mean(arrays: list[np.ndarray]) -> np.ndarray:
+    return np.mean(np.stack(arrays).astype(np.float32), axis=0).astype(np.float16)
 
 
 def confident_tags(example: Example, threshold: float, prefix: int) -> np.ndarray | None:

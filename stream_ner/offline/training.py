@@ -118,9 +118,10 @@ class TrainConfig:
     ffn_width: int = 0
     """Feed-forward units per layer of the student (0: all the encoder's; fewer:
     ``modeling.keep_ffn_units``)."""
-    teacher: str | None = None
-    """An exported artifact whose outputs every batch is distilled toward: tags, and the sentiment heads
-    when both have them (``stream_ner.offline.distill``; None: no teacher)."""
+    teachers: tuple[str, ...] = ()
+    """Exported artifacts whose outputs every batch is distilled toward: tags, and the sentiment heads
+    when the student has them; several teachers teach the mean of their logits
+    (``stream_ner.offline.distill``; empty: no teacher)."""
     distill_weight: float = 1.0
     distill_temperature: float = 2.0
     self_training: float = 0.0
@@ -504,10 +505,10 @@ def train(
                 max_length=config.max_length,
                 corpus=corpus,
             )
-    if config.teacher:
-        _attach_teacher(config, work, tokenizer.pad_id, {**groups, POST_CORPUS: post_pool}, note)
+    if config.teachers:
+        _attach_teachers(config, work, tokenizer.pad_id, {**groups, POST_CORPUS: post_pool}, note)
     if config.self_training:
-        if not (config.teacher and post_pool):
+        if not (config.teachers and post_pool):
             raise ConfigError("self-training needs a teacher and sentiment training (it labels TweetEval)")
         note(_label_confident(post_pool, config.self_training, len(tokenizer.prefix_ids)))
     if config.distant_supervision:
@@ -555,7 +556,7 @@ def train(
     )
     post_weights = torch.tensor(weights, dtype=torch.float32) if weights else None
     loss_weights = (config.post_loss_weight, config.target_loss_weight)
-    distill = (config.distill_weight, config.distill_temperature) if config.teacher else None
+    distill = (config.distill_weight, config.distill_temperature) if config.teachers else None
     pool = name_pool(ner_records)
     replaced_per_epoch = int(config.mention_replacement * len(ner_records))
     steps_per_epoch = sum(math.ceil(len(g) / config.batch_size) for g in groups.values()) + sum(
@@ -667,12 +668,12 @@ def train(
                 + (f", {config.ffn_width} feed-forward units per layer" if config.ffn_width else "")
                 + ", fine-tuned on WNUT-17 + BTC train"
                 + (" and TweetEval + Dong et al. 2014 sentiment train" if config.sentiment else "")
-                + (f", distilled from {_teacher_name(config.teacher)}" if config.teacher else ""),
+                + (f", distilled from {_teachers_phrase(config.teachers)}" if config.teachers else ""),
                 "training": {
                     "config": {
                         **_jsonable(asdict(config)),
                         "encoder": encoder.name,
-                        "teacher": _teacher_name(config.teacher),
+                        "teachers": [_teacher_name(t) for t in config.teachers],
                     },
                     "data": {**describe(ner_train), **describe(groups.get(TARGET_CORPUS, []))}
                     | (
@@ -706,31 +707,37 @@ def train(
 TRAIN_STATE = "train_state.pt"
 
 
-def _attach_teacher(
+def _attach_teachers(
     config: TrainConfig, work: Path, pad_id: int, groups: dict[str, list[Example]], note: Any
 ) -> None:
-    """Teacher tag logits on every training example (``stream_ner.offline.distill``).
+    """Every training example's teacher outputs: the teacher's, or the mean of several teachers'.
 
-    Cached in ``work/teacher``; shows a progress bar.
+    ``stream_ner.offline.distill`` computes them; each teacher's are cached in
+    ``work/teacher/<its digest>``; shows a progress bar.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from stream_ner.offline.distill import attach_teacher, teacher_id, teacher_session
+    from stream_ner.offline.distill import ensemble_outputs, teacher_id, teacher_outputs, teacher_session
 
-    assert config.teacher is not None
-    teacher = Path(config.teacher)
-    session = teacher_session(teacher, config.threads)
-    ident = teacher_id(teacher)
-    note(f"teacher {_teacher_name(config.teacher)}: tag logits of {sum(map(len, groups.values()))} posts")
+    posts = sum(map(len, groups.values()))
+    note(f"{_teachers_phrase(config.teachers)}: outputs on {posts} posts")
+    found: dict[str, list[list[TeacherOutputs]]] = {name: [] for name in groups}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns) as progress:
-        for name, examples in sorted(groups.items()):
-            task = progress.add_task(f"teacher logits: {name}", total=len(examples))
+        for teacher in map(Path, config.teachers):
+            session = teacher_session(teacher, config.threads)
+            ident = teacher_id(teacher)
+            for name, examples in sorted(groups.items()):
+                task = progress.add_task(f"{teacher.name}: {name}", total=len(examples))
 
-            def advance(n: int, task: Any = task) -> None:
-                progress.advance(task, n)
+                def advance(n: int, task: Any = task) -> None:
+                    progress.advance(task, n)
 
-            attach_teacher(session, examples, pad_id, work / "teacher" / f"{name}.npz", ident, advance)
+                cache = work / "teacher" / ident[:16] / f"{name}.npz"
+                found[name].append(teacher_outputs(session, examples, pad_id, cache, ident, advance))
+    for name, examples in groups.items():
+        for ex, outputs in zip(examples, ensemble_outputs(found[name]), strict=True):
+            ex.teacher = outputs
 
 
 def _label_confident(posts: list[Example], threshold: float, prefix: int) -> str:
@@ -755,15 +762,21 @@ def _version(config: TrainConfig, layers: int, epoch: int) -> str:
     return f"{size}{width}seed{config.seed}-epoch{epoch}"
 
 
-def _teacher_name(teacher: str | None) -> str | None:
+def _teacher_name(teacher: str) -> str:
     """The teacher as its manifest names it (``name version``), for the student's manifest."""
-    if not teacher:
-        return None
     manifest = Path(teacher) / "manifest.json"
     if not manifest.is_file():
         return Path(teacher).name
     data = json.loads(manifest.read_text(encoding="utf-8"))
     return f"{data.get('name', Path(teacher).name)} {data.get('version', '')}".strip()
+
+
+def _teachers_phrase(teachers: tuple[str, ...]) -> str:
+    """``teacher NAME``, or ``the mean of teachers A, B and C``."""
+    names = [_teacher_name(t) for t in teachers]
+    if len(names) == 1:
+        return f"teacher {names[0]}"
+    return f"the mean of teachers {', '.join(names[:-1])} and {names[-1]}"
 
 
 def _save_state(

@@ -17,8 +17,10 @@ from stream_ner.offline.distill import (
     attach_teacher,
     confident_tags,
     distill_loss,
+    ensemble_outputs,
     run_teacher,
     teacher_id,
+    teacher_outputs,
     teacher_session,
 )
 from stream_ner.offline.training import collate, multitask_loss
@@ -184,3 +186,67 @@ def test_self_training_labels_only_posts_the_teacher_is_sure_of(examples: list[E
 def test_self_training_needs_teacher_outputs(examples: list[Example]) -> None:
     with pytest.raises(ValueError, match="no teacher outputs"):
         confident_tags(replace(examples[0], teacher=None), 0.9, 1)
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def test_an_ensemble_teaches_the_normalised_geometric_mean_of_its_teachers() -> None:
+    rng = np.random.default_rng(5)
+    tokens, tags = 6, len(ID2LABEL)
+    first = [TeacherOutputs(rng.normal(0, 3, (tokens, tags)).astype(np.float16))]
+    second = [
+        TeacherOutputs(
+            rng.normal(0, 3, (tokens, tags)).astype(np.float16),
+            rng.normal(0, 1, 3).astype(np.float16),
+            rng.normal(0, 1, (tokens, 3)).astype(np.float16),
+        )
+    ]
+    (mean,) = ensemble_outputs([first, second])
+    for temperature in (1.0, 2.0):
+        p1 = _softmax(first[0].tags.astype(np.float64) / temperature)
+        p2 = _softmax(second[0].tags.astype(np.float64) / temperature)
+        geometric = np.sqrt(p1 * p2)
+        geometric /= geometric.sum(-1, keepdims=True)
+        np.testing.assert_allclose(_softmax(mean.tags.astype(np.float64) / temperature), geometric, atol=2e-3)
+    # only the second teacher has sentiment heads: its sentiment is the ensemble's
+    assert mean.post is not None and mean.target is not None
+    np.testing.assert_array_equal(mean.post, second[0].post)
+    np.testing.assert_array_equal(mean.target, second[0].target)
+    (alone,) = ensemble_outputs([first])
+    np.testing.assert_array_equal(alone.tags, first[0].tags)
+    assert alone.post is None, "no teacher with sentiment heads, no sentiment targets"
+
+
+def test_an_ensemble_refuses_teachers_that_saw_other_posts() -> None:
+    one = TeacherOutputs(np.zeros((4, len(ID2LABEL)), np.float16))
+    shorter = TeacherOutputs(np.zeros((3, len(ID2LABEL)), np.float16))
+    with pytest.raises(ValueError, match="different examples"):
+        ensemble_outputs([[one, one], [one]])
+    with pytest.raises(ValueError, match="differ in tokens"):
+        ensemble_outputs([[one], [shorter]])
+    with pytest.raises(ValueError, match="at least one"):
+        ensemble_outputs([])
+
+
+def test_two_real_teachers_each_cached_and_averaged(examples: list[Example], tmp_path: Path) -> None:
+    shipped = teacher_session(DEFAULT_PATH, threads=1)
+    other_path = build_sentiment_artifact(tmp_path / "teacher")
+    other = teacher_session(other_path, threads=1)
+    found = [
+        teacher_outputs(shipped, examples, 0, tmp_path / "a.npz", teacher_id(DEFAULT_PATH)),
+        teacher_outputs(other, examples, 0, tmp_path / "b.npz", teacher_id(other_path)),
+    ]
+    cached = [
+        teacher_outputs(NoSession(), examples, 0, tmp_path / "a.npz", teacher_id(DEFAULT_PATH)),
+        teacher_outputs(NoSession(), examples, 0, tmp_path / "b.npz", teacher_id(other_path)),
+    ]
+    ensemble = ensemble_outputs(found)
+    assert [e.tags.tobytes() for e in ensemble] == [e.tags.tobytes() for e in ensemble_outputs(cached)]
+    for ex, mean, a, b in zip(examples, ensemble, *found, strict=True):
+        assert mean.tags.shape == (len(ex.input_ids), len(ID2LABEL))
+        expected = (a.tags.astype(np.float32) + b.tags.astype(np.float32)) / 2
+        np.testing.assert_allclose(mean.tags.astype(np.float32), expected, atol=1e-2, rtol=1e-3)
+        assert not np.array_equal(mean.tags, a.tags), "the second teacher must count"
