@@ -85,20 +85,6 @@ def run_teacher(
     return out
 
 
-def attach_teacher(
-    session: Any,
-    examples: list[Example],
-    pad_id: int,
-    cache: Path,
-    digest: str,
-    advance: Callable[[int], None] | None = None,
-) -> None:
-    """Set ``Example.teacher`` on every example to ``teacher_outputs``."""
-    found = teacher_outputs(session, examples, pad_id, cache, digest, advance)
-    for ex, outputs in zip(examples, found, strict=True):
-        ex.teacher = outputs
-
-
 def teacher_outputs(
     session: Any,
     examples: list[Example],
