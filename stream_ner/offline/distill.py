@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from stream_ner.errors import ConfigError
+from stream_ner.model.decode import softmax
 from stream_ner.offline.data import ID2LABEL, IGNORE, Example, TeacherOutputs, input_arrays
 
 TEACHER_GRAPH = "model.fp32.onnx"
@@ -170,9 +171,7 @@ def confident_tags(example: Example, threshold: float, prefix: int) -> np.ndarra
     if not firsts:
         return None
     rows = prefix + np.asarray(firsts)
-    logits = example.teacher.tags[rows].astype(np.float32)
-    probs = np.exp(logits - logits.max(-1, keepdims=True))
-    probs /= probs.sum(-1, keepdims=True)
+    probs = softmax(example.teacher.tags[rows])
     if float(probs.max(-1).min()) < threshold:
         return None
     labels = np.full(len(example.input_ids), IGNORE, dtype=np.int64)

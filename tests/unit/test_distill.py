@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from stream_ner.model.decode import softmax
 from stream_ner.model.runtime import DEFAULT_PATH
 from stream_ner.model.windows import WindowTokenizer
 from stream_ner.offline.data import ID2LABEL, IGNORE, Example, Record, TeacherOutputs, build_examples
@@ -193,11 +194,6 @@ def test_self_training_needs_teacher_outputs(examples: list[Example]) -> None:
         confident_tags(replace(examples[0], teacher=None), 0.9, 1)
 
 
-def _softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
-
-
 def test_an_ensemble_teaches_the_normalised_geometric_mean_of_its_teachers() -> None:
     rng = np.random.default_rng(5)
     tokens, tags = 6, len(ID2LABEL)
@@ -211,11 +207,11 @@ def test_an_ensemble_teaches_the_normalised_geometric_mean_of_its_teachers() -> 
     ]
     (mean,) = ensemble_outputs([first, second])
     for temperature in (1.0, 2.0):
-        p1 = _softmax(first[0].tags.astype(np.float64) / temperature)
-        p2 = _softmax(second[0].tags.astype(np.float64) / temperature)
+        p1 = softmax(first[0].tags / temperature)
+        p2 = softmax(second[0].tags / temperature)
         geometric = np.sqrt(p1 * p2)
         geometric /= geometric.sum(-1, keepdims=True)
-        np.testing.assert_allclose(_softmax(mean.tags.astype(np.float64) / temperature), geometric, atol=2e-3)
+        np.testing.assert_allclose(softmax(mean.tags / temperature), geometric, atol=2e-3)
     # only the second teacher has sentiment heads: its sentiment is the ensemble's
     assert mean.post is not None and mean.target is not None
     np.testing.assert_array_equal(mean.post, second[0].post)
